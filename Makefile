@@ -1,0 +1,53 @@
+# MACL: the public interface. `make help` lists every target.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# Conventions shared by every stage target (README, "Running a stage"):
+#   DATA=<shards dir>  NAME=<run name>  FAST=1  ARGS="<LightningCLI flags>"  TRAINER=cpu|gpu|ddp|ddp-cpu
+NAME ?= $(shell date +%Y%m%d-%H%M%S)
+NAME := $(NAME)
+FAST ?=
+ARGS ?=
+TRAINER ?= $(shell $(PY) -c "import torch; print('gpu' if torch.cuda.is_available() else 'cpu')")
+
+# $(call fit,<stage>,<extra flags>): LightningCLI `fit` of conf/<stage>.yaml into runs/<stage>/$(NAME)/.
+define fit
+$(PY) -m experiments.cli fit \
+	--config conf/base.yaml --config conf/trainer/$(TRAINER).yaml --config conf/$(1).yaml \
+	$(if $(FAST),--config conf/fast.yaml $(if $(wildcard conf/fast/$(1).yaml),--config conf/fast/$(1).yaml)) \
+	--run.name $(NAME) $(2) $(ARGS)
+endef
+
+.PHONY: help setup test test-all lint clean
+
+help: ## List the targets and the variables they take
+	@echo "Usage: make <target> [DATA=<shards>] [NAME=<run>] [FAST=1] [ARGS=\"--trainer.max_epochs 5\"]"
+	@echo
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+setup: $(STAMP) ## Create .venv and install the project (editable, dev extra); reruns when pyproject.toml changes
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+test: setup ## Run the fast test suite (what CI runs)
+	$(PY) -m pytest
+
+test-all: setup ## Run the fast and the `slow` tests (not the `gpu` ones)
+	$(PY) -m pytest -m "not gpu"
+
+lint: setup ## Check the code with ruff
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+clean: ## Remove caches (keeps .venv, data/ and runs/)
+	rm -rf .pytest_cache .ruff_cache
+	find . -name __pycache__ -not -path "./.venv/*" -prune -exec rm -rf {} +

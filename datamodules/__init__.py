@@ -1,0 +1,1 @@
+"""Corpus discovery, media decoding, preprocessing into LitData shards and the LightningDataModules."""

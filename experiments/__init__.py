@@ -1,0 +1,1 @@
+"""What a researcher runs: the shared training CLI, generation, evaluation, tables, sweeps, benchmarks."""

@@ -1,0 +1,1 @@
+"""Plain nn.Modules built from constructor arguments; no Lightning, no data code."""
