@@ -1,0 +1,175 @@
+"""Decode and encode talking-face media through the ffmpeg binary that imageio-ffmpeg ships.
+
+Video comes out as RGB uint8 frames at a fixed frame rate (25 fps by the data contract, resampled when the
+source differs) and audio as 16 kHz mono float32, whatever the container holds. No system ffmpeg, no
+torchcodec.
+"""
+
+import re
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import imageio_ffmpeg
+import numpy as np
+import soundfile
+
+FPS = 25
+SAMPLE_RATE = 16_000
+
+
+class MediaError(ValueError):
+    """A media file that cannot be used; the message is one sentence naming the file."""
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What the container says about a file, before decoding it."""
+
+    duration: float  # seconds; 0 when the container does not say
+    fps: float  # of the first video stream; 0 without video
+    width: int
+    height: int
+    has_video: bool
+    has_audio: bool
+
+
+def _ffmpeg(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", *args]
+    return subprocess.run(command, input=stdin, capture_output=True, check=False)
+
+
+def _last_error_line(stderr: bytes) -> str:
+    lines = [line.strip() for line in stderr.decode(errors="replace").splitlines() if line.strip()]
+    return lines[-1] if lines else "ffmpeg gave no reason"
+
+
+def probe(path: str | Path) -> MediaInfo:
+    """Reads the container header of ``path``; raises MediaError when it is missing or not media."""
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(f"{path} does not exist.")
+    header = _ffmpeg("-i", str(path)).stderr.decode(errors="replace")
+    streams = [line for line in header.splitlines() if re.match(r"\s*Stream #", line)]
+    if not streams:
+        reason = "no streams" if "Invalid data" not in header else "invalid data"
+        raise MediaError(f"{path} is not a readable media file ({reason}; corrupt or truncated?).")
+    video = next((line for line in streams if "Video:" in line), None)
+    duration = re.search(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)", header)
+    seconds = 0.0
+    if duration:
+        hours, minutes, secs = duration.groups()
+        seconds = int(hours) * 3600 + int(minutes) * 60 + float(secs)
+    fps, width, height = 0.0, 0, 0
+    if video:
+        size = re.search(r", (\d{2,5})x(\d{2,5})", video)
+        rate = re.search(r", ([\d.]+) (?:fps|tbr)", video)
+        width, height = (int(size.group(1)), int(size.group(2))) if size else (0, 0)
+        fps = float(rate.group(1)) if rate else 0.0
+    has_audio = any("Audio:" in line for line in streams)
+    return MediaInfo(seconds, fps, width, height, video is not None, has_audio)
+
+
+def iter_frames(
+    path: str | Path, fps: float = FPS, size: tuple[int, int] | None = None
+) -> Iterator[np.ndarray]:
+    """Yields RGB uint8 frames ``[H, W, 3]`` of ``path`` at ``fps``, resized to ``size=(W, H)`` if given."""
+    info = probe(path)
+    if not info.has_video:
+        raise MediaError(f"{path} has no video stream.")
+    filters = f"fps={fps}" + (f",scale={size[0]}:{size[1]}" if size else "")
+    reader = imageio_ffmpeg.read_frames(str(path), output_params=["-vf", filters])
+    meta = next(reader)
+    width, height = meta["size"]
+    try:
+        for raw in reader:
+            yield np.frombuffer(raw, np.uint8).reshape(height, width, 3)
+    except RuntimeError as error:
+        raise MediaError(f"{path} ends inside a frame ({error}); the file is truncated.") from error
+    finally:
+        reader.close()
+
+
+def read_video(path: str | Path, fps: float = FPS, size: tuple[int, int] | None = None) -> np.ndarray:
+    """All frames of ``path`` at ``fps``: ``[T, H, W, 3]`` uint8. Raises MediaError when none decode."""
+    frames = list(iter_frames(path, fps, size))
+    if not frames:
+        raise MediaError(f"{path} has a video stream but no frame decodes; the file is corrupt or truncated.")
+    return np.stack(frames)
+
+
+def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """The first audio stream of ``path`` (any codec) as mono float32 ``[N]`` at ``sample_rate``."""
+    info = probe(path)
+    if not info.has_audio:
+        raise MediaError(f"{path} has no audio track.")
+    result = _ffmpeg(
+        "-v",
+        "error",
+        "-i",
+        str(path),
+        "-map",
+        "0:a:0",
+        "-ac",
+        "1",
+        "-ar",
+        str(sample_rate),
+        "-f",
+        "f32le",
+        "-",
+    )
+    if result.returncode != 0:
+        raise MediaError(f"{path}: the audio does not decode ({_last_error_line(result.stderr)}).")
+    return np.frombuffer(result.stdout, np.float32).copy()
+
+
+def write_video(
+    path: str | Path,
+    frames: np.ndarray,
+    audio: np.ndarray | None = None,
+    fps: float = FPS,
+    sample_rate: int = SAMPLE_RATE,
+    crf: int = 18,
+) -> Path:
+    """Writes ``frames`` ``[T, H, W, 3]`` uint8 as H.264 (yuv420p) with ``audio`` ``[N]`` float32 as AAC mono.
+
+    The file appears only when complete (written beside it, then renamed), so an interrupted write never
+    leaves a truncated clip under the final name.
+    """
+    path = Path(path)
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be [T, H, W, 3] uint8, got {frames.shape} {frames.dtype}")
+    height, width = frames.shape[1:3]
+    if height % 2 or width % 2:
+        raise ValueError(f"H.264 in yuv420p needs even frame sides, got {width}x{height}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.stem}.partial{path.suffix}")
+    with tempfile.TemporaryDirectory() as scratch:
+        audio_path = None
+        if audio is not None:
+            audio_path = str(Path(scratch) / "audio.wav")
+            soundfile.write(audio_path, np.asarray(audio, np.float32), sample_rate, subtype="FLOAT")
+        encoder_flags = ["-crf", str(crf), "-preset", "veryfast"]
+        if audio_path:
+            encoder_flags += ["-ar", str(sample_rate), "-ac", "1"]
+        writer = imageio_ffmpeg.write_frames(
+            str(partial),
+            (width, height),
+            fps=fps,
+            codec="libx264",
+            quality=None,
+            macro_block_size=2,
+            audio_path=audio_path,
+            audio_codec="aac" if audio_path else None,
+            output_params=encoder_flags,
+            ffmpeg_log_level="error",
+        )
+        writer.send(None)
+        for frame in frames:
+            writer.send(np.ascontiguousarray(frame))
+        writer.close()
+    partial.replace(path)
+    return path
