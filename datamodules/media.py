@@ -72,9 +72,7 @@ def probe(path: str | Path) -> MediaInfo:
     return MediaInfo(seconds, fps, width, height, video is not None, has_audio)
 
 
-def iter_frames(
-    path: str | Path, fps: float = FPS, size: tuple[int, int] | None = None
-) -> Iterator[np.ndarray]:
+def iter_frames(path: str | Path, fps: float = FPS, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
     """Yields RGB uint8 frames ``[H, W, 3]`` of ``path`` at ``fps``, resized to ``size=(W, H)`` if given."""
     info = probe(path)
     if not info.has_video:
