@@ -21,7 +21,9 @@ Each frame is registered to ``CANONICAL_FACE`` by a similarity transform (Umeyam
 log_scale]`` (axis-angle rotation, image-plane translation in pixels, log of the scale) keeps the head motion.
 """
 
-from collections.abc import Iterable
+import contextlib
+import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import cv2
@@ -85,21 +87,41 @@ class NoFaceError(ValueError):
     """No usable face; the message is one sentence naming the input."""
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Silences what MediaPipe's C++ side prints to file descriptor 2 while it starts (TFLite and absl banners)."""
+    saved = os.dup(2)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 class FaceMeshTracker:
     """MediaPipe Face Mesh over the frames of one clip (tracking mode) or over single photos (static mode)."""
 
     def __init__(self, static_images: bool = False, min_confidence: float = 0.5):
-        self._mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=static_images,
-            max_num_faces=1,
-            refine_landmarks=False,
-            min_detection_confidence=min_confidence,
-            min_tracking_confidence=min_confidence,
-        )
+        with _native_stderr_silenced():
+            self._mesh = mp.solutions.face_mesh.FaceMesh(
+                static_image_mode=static_images,
+                max_num_faces=1,
+                refine_landmarks=False,
+                min_detection_confidence=min_confidence,
+                min_tracking_confidence=min_confidence,
+            )
+        self._started = False
 
     def __call__(self, frame: np.ndarray) -> np.ndarray | None:
         """The 68 landmarks ``[68, 3]`` (pixels) of the face in an RGB uint8 frame ``[H, W, 3]``, or None."""
-        result = self._mesh.process(frame)
+        if self._started:
+            result = self._mesh.process(frame)
+        else:
+            with _native_stderr_silenced():
+                result = self._mesh.process(frame)
+            self._started = True
         if not result.multi_face_landmarks:
             return None
         height, width = frame.shape[:2]

@@ -1,0 +1,114 @@
+"""What the three DataModules share: reading a shards folder and streaming its splits through LitData.
+
+Each split is a LitData ``StreamingDataset`` of whole clips (the records of ``datamodules.preprocess``); a
+stage's ``sample`` function turns a clip into one training sample (a random window in training, a fixed one
+in validation and test). LitData shuffles, and splits the clips across DDP ranks and DataLoader workers.
+"""
+
+import json
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningDataModule
+from litdata import StreamingDataLoader, StreamingDataset
+
+from datamodules.face import decode_jpeg
+
+
+class ShardsError(ValueError):
+    """A shards folder that cannot be used; the message is one sentence naming it."""
+
+
+def read_index(shards: str | Path) -> dict:
+    """The ``index.json`` of a finished shards folder; ShardsError when the folder is missing or unfinished."""
+    path = Path(shards) / "index.json"
+    if not path.is_file():
+        raise ShardsError(
+            f"{shards} is not a finished shards folder (no index.json); build it with "
+            f"`make data SHARDS={shards}` or point DATA at the output of `make data`."
+        )
+    return json.loads(path.read_text())
+
+
+def window_start(length: int, span: int, valid: np.ndarray, train: bool) -> int:
+    """First frame of a window of ``span`` frames in a clip of ``length``: random in training, centred otherwise,
+    preferring windows whose frames are all valid (face found or short gap)."""
+    starts = np.arange(max(length - span, 0) + 1)
+    all_valid = np.array([valid[start : start + span].all() for start in starts])
+    candidates = starts[all_valid] if all_valid.any() else starts
+    if train:
+        return int(candidates[torch.randint(len(candidates), ()).item()])
+    return int(candidates[len(candidates) // 2])
+
+
+def decode_frames(record: dict, kind: str, indices: np.ndarray) -> np.ndarray:
+    """Frames ``[*indices.shape, H, W, 3]`` uint8 of a clip record; ``kind`` is ``face`` (256) or ``mouth`` (96).
+    Each distinct frame is decoded once."""
+    blob, offsets = record[f"{kind}_jpeg"], record[f"{kind}_offsets"]
+    flat = np.asarray(indices).reshape(-1).tolist()
+    decoded = {index: decode_jpeg(blob, offsets, index) for index in set(flat)}
+    images = np.stack([decoded[index] for index in flat])
+    return images.reshape(*np.shape(indices), *images.shape[1:])
+
+
+def to_tensor_images(frames: np.ndarray) -> torch.Tensor:
+    """uint8 ``[..., H, W, 3]`` -> float32 ``[..., 3, H, W]`` in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(frames)).movedim(-1, -3).float().div_(255.0)
+
+
+class ShardDataModule(LightningDataModule):
+    """Streams the train, val and test splits of a shards folder, each clip turned into a sample by
+    :meth:`sample` (a subclass's)."""
+
+    def __init__(self, shards: str, batch_size: int, num_workers: int, seed: int = 0):
+        super().__init__()
+        self.shards = Path(shards)
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.index: dict | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        self.index = read_index(self.shards)
+
+    @property
+    def speakers(self) -> list[str]:
+        """All speakers of the shards, sorted: a sample's ``speaker`` is an index into this list."""
+        return (self.index or read_index(self.shards))["speakers"]
+
+    def sample(self, record: dict, train: bool, speaker_index: dict[str, int]) -> dict:
+        raise NotImplementedError
+
+    def dataset(self, split: str, train: bool) -> StreamingDataset:
+        """The LitData dataset of ``split``; ShardsError when the split has no clips."""
+        index = self.index or read_index(self.shards)
+        if not index["splits"].get(split):
+            raise ShardsError(f"{self.shards} has no {split} clips; preprocess a corpus with more speakers.")
+        speaker_index = {speaker: number for number, speaker in enumerate(index["speakers"])}
+        return StreamingDataset(
+            str(self.shards / split),
+            shuffle=train,
+            drop_last=train,
+            seed=self.seed,
+            transform=partial(self.sample, train=train, speaker_index=speaker_index),
+        )
+
+    def _loader(self, split: str, train: bool) -> StreamingDataLoader:
+        return StreamingDataLoader(
+            self.dataset(split, train),
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            drop_last=train,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> StreamingDataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> StreamingDataLoader:
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> StreamingDataLoader:
+        return self._loader("test", train=False)
