@@ -80,7 +80,7 @@ MOUTH_CROP_SIZE = 96
 MAX_INTERPOLATED_GAP = 5  # frames without a face that are interpolated
 MIN_FACE_RATIO = 0.8  # a clip with fewer frames with a face is skipped
 FACE_CROP_SCALE = 1.6  # crop side over the largest side of the mean landmark box
-MOUTH_CROP_SCALE = 2.2  # mouth crop side over the median lip width
+MOUTH_CROP_SCALE = 1.6  # mouth crop side over the median lip width
 
 
 class NoFaceError(ValueError):

@@ -1,0 +1,108 @@
+"""Face Mesh -> iBUG-68 mapping, registration and crops (datamodules/face.py) on a real photo."""
+
+import numpy as np
+import pytest
+import skimage.data
+
+from datamodules import face
+
+
+@pytest.fixture(scope="module")
+def astronaut():
+    image = skimage.data.astronaut()
+    return image, face.detect_landmarks(image, "astronaut")
+
+
+def test_mapped_points_keep_their_meaning_on_a_real_photo(astronaut):
+    _, points = astronaut
+    x, y = points[:, 0], points[:, 1]
+    assert x[48] < x[54] and x[36] < x[39] < x[42] < x[45], "right-side points must lie left in the image"
+    assert y[8] > y[57] > y[51] > y[33] > y[30] > y[27], "chin below the mouth below the nose below the bridge"
+    brows_bottom, nose_tip = y[17:27].max(), y[30]
+    for eye in (range(36, 42), range(42, 48)):
+        eye = list(eye)
+        assert (y[eye] > y[17:27].min()).all() and (y[eye] < nose_tip).all(), "eyes between brows and nose tip"
+        assert (x[eye] > x[0]).all() and (x[eye] < x[16]).all(), "eyes inside the jaw line"
+    assert brows_bottom < y[36:48].max()
+    assert y[66] >= y[62], "lower inner lip not above the upper one"
+
+
+def test_mirrored_table_matches_a_flipped_photo(astronaut):
+    image, points = astronaut
+    flipped = face.detect_landmarks(np.ascontiguousarray(image[:, ::-1]), "flipped astronaut")
+    expected = points[face.MIRRORED_IBUG68].copy()
+    expected[:, 0] = image.shape[1] - 1 - expected[:, 0]
+    error = np.linalg.norm(flipped[:, :2] - expected[:, :2], axis=1)
+    interocular = np.linalg.norm(points[36, :2] - points[45, :2])
+    assert np.median(error) < 0.05 * interocular
+    assert (face.MIRRORED_IBUG68[face.MIRRORED_IBUG68] == np.arange(68)).all()
+
+
+def test_image_without_a_face_is_a_clear_error():
+    with pytest.raises(face.NoFaceError, match="No face was found in coffee.png"):
+        face.detect_landmarks(skimage.data.coffee(), "coffee.png")
+
+
+def test_umeyama_recovers_a_known_similarity():
+    rng = np.random.default_rng(0)
+    rotation = face.Rotation.from_rotvec([0.1, -0.3, 0.2]).as_matrix()
+    target = 2.5 * face.CANONICAL_FACE @ rotation.T + np.array([10.0, -4.0, 3.0])
+    target = target + rng.normal(0, 1e-3, target.shape)
+    scale, found_rotation, translation = face.umeyama(face.CANONICAL_FACE, target[None])
+    assert scale[0] == pytest.approx(2.5, rel=1e-3)
+    assert np.allclose(found_rotation[0], rotation, atol=1e-3)
+    assert np.allclose(translation[0], [10.0, -4.0, 3.0], atol=1e-2)
+
+
+def test_registration_separates_expression_from_head_motion(astronaut):
+    _, points = astronaut
+    moved = face.unregister(*face.register(points[None]))[0] * 1.0
+    rotation = face.Rotation.from_rotvec([0.0, 0.0, 0.2]).as_matrix()
+    rotated = (points - points.mean(0)) @ rotation.T * 1.3 + points.mean(0) + [7.0, -3.0, 0.0]
+    registered, pose = face.register(np.stack([points, rotated]))
+    assert np.allclose(registered[0], registered[1], atol=1e-3), "the same expression registers the same"
+    assert pose[1, 2] - pose[0, 2] == pytest.approx(0.2, abs=1e-3)
+    assert pose[1, 5] - pose[0, 5] == pytest.approx(np.log(1.3), abs=1e-3)
+    assert np.allclose(moved[:, :2], points[:, :2], atol=1e-3), "unregister inverts register in the image plane"
+    assert np.abs(registered[0] - face.CANONICAL_FACE).mean() < 0.05, "a frontal photo is near the canonical face"
+
+
+def test_short_gaps_are_interpolated_and_long_ones_are_not_valid():
+    frames = 30
+    track = np.linspace(0, 29, frames, dtype=np.float32)[:, None, None] * np.ones((1, 68, 3), np.float32)
+    detected = np.ones(frames, bool)
+    detected[3:6] = False  # 3 frames: interpolated and valid
+    detected[12:20] = False  # 8 frames: filled but not valid
+    landmarks = np.where(detected[:, None, None], track, np.nan)
+    filled, valid = face.fill_gaps(landmarks, detected)
+    assert np.allclose(filled, track)
+    expected_valid = np.ones(frames, bool)
+    expected_valid[12:20] = False
+    assert (valid == expected_valid).all()
+    with pytest.raises(face.NoFaceError):
+        face.fill_gaps(landmarks, np.zeros(frames, bool))
+
+
+def test_closed_mouth_frame_is_the_reference():
+    closed = face.CANONICAL_FACE.copy()
+    opened = closed.copy()
+    opened[[65, 66, 67], 1] += 0.2
+    track = np.stack([opened, closed, opened])
+    assert face.reference_index(track, np.ones(3, bool)) == 1
+    assert face.reference_index(track, np.array([True, False, True])) in (0, 2)
+    assert face.mouth_opening(opened) > face.mouth_opening(closed) + 0.15
+
+
+def test_crops_and_jpeg_roundtrip(astronaut):
+    image, points = astronaut
+    box = face.face_crop_box(points[None], np.ones(1, bool))
+    crop = box.cut(image, face.FACE_CROP_SIZE)
+    in_crop = box.to_crop(points, face.FACE_CROP_SIZE)
+    assert crop.shape == (256, 256, 3)
+    assert (in_crop[:, :2] > 0).all() and (in_crop[:, :2] < 256).all(), "the whole face is inside its crop"
+    mouth = face.mouth_crop_boxes(points[None])[0]
+    assert mouth.side < 0.55 * box.side
+    blob, offsets = face.encode_jpeg([crop, crop[::2, ::2]])
+    decoded = face.decode_jpeg(blob, offsets, 1)
+    assert decoded.shape == (128, 128, 3)
+    assert np.abs(decoded.astype(int) - crop[::2, ::2]).mean() < 4
