@@ -1,0 +1,124 @@
+"""Preprocessing into shards (datamodules/preprocess.py): fidelity to the generator, bad clips, resuming."""
+
+import json
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from litdata import StreamingDataset
+
+from datamodules import preprocess as preprocessing
+from datamodules.face import mouth_opening
+from datamodules.media import read_audio, read_video, write_video
+
+
+def records(shards: Path) -> dict[str, dict]:
+    return {
+        path.relative_to(shards / "clips").with_suffix("").as_posix(): pickle.loads(path.read_bytes())
+        for path in (shards / "clips").rglob("*.pkl")
+    }
+
+
+def test_stored_mouth_opening_follows_the_generator_truth(synthetic_corpus, synthetic_shards):
+    stored = records(synthetic_shards)
+    assert stored, "the embedded corpus gives usable clips"
+    for clip_id, record in stored.items():
+        truth = json.loads((synthetic_corpus / f"{clip_id}.truth.json").read_text())["mouth_opening"]
+        measured = mouth_opening(record["landmarks"])
+        assert len(measured) == len(truth) == record["frames"]
+        assert np.corrcoef(measured, truth)[0, 1] >= 0.8, clip_id
+        assert set(record) == set(preprocessing.RECORD_KEYS)
+
+
+def test_manifest_and_index_describe_every_clip(synthetic_corpus, synthetic_shards):
+    manifest = preprocessing.read_manifest(synthetic_shards)
+    assert len(manifest) == len(list(synthetic_corpus.rglob("*.mp4")))
+    assert all(entry["status"] == "ok" and entry["face_ratio"] >= 0.95 for entry in manifest.values())
+    index = json.loads((synthetic_shards / "index.json").read_text())
+    assert sum(map(len, index["splits"].values())) == len(manifest)
+    for split, clip_ids in index["splits"].items():
+        assert len(StreamingDataset(str(synthetic_shards / split))) == len(clip_ids)
+    test_speakers = {manifest[clip]["speaker"] for clip in index["splits"]["test"]}
+    train_speakers = {manifest[clip]["speaker"] for clip in index["splits"]["train"]}
+    assert test_speakers and not test_speakers & train_speakers, "splits are by speaker"
+
+
+@pytest.fixture
+def corpus_with_bad_clips(synthetic_corpus, tmp_path):
+    """Three good clips of the embedded corpus, a corrupt file, a clip without audio and a 0.6 s clip."""
+    raw = tmp_path / "raw"
+    good = sorted(synthetic_corpus.rglob("*.mp4"))[:3]
+    for path in good:
+        target = raw / path.relative_to(synthetic_corpus)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target)
+    speaker_dir = raw / good[0].relative_to(synthetic_corpus).parent
+    (speaker_dir / "90001.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(3000))
+    frames = read_video(good[0])
+    write_video(speaker_dir / "90002.mp4", frames)
+    write_video(speaker_dir / "90003.mp4", frames[:15], read_audio(good[0])[: 15 * 640])
+    return raw
+
+
+def split_contents(shards: Path) -> dict[str, list]:
+    contents = {}
+    for split in ("train", "val", "test"):
+        if (shards / split).exists():
+            contents[split] = [
+                (item["clip"], item["mel"].tobytes(), item["landmarks"].tobytes(), item["face_jpeg"].tobytes())
+                for item in StreamingDataset(str(shards / split))
+            ]
+    return contents
+
+
+def test_bad_clips_are_skipped_with_reasons_and_reruns_resume(corpus_with_bad_clips, tmp_path, monkeypatch):
+    complete = tmp_path / "complete"
+    summary = preprocessing.preprocess(corpus_with_bad_clips, "lrs3", complete, workers=0, progress=False)
+    assert (summary["found"], summary["ok"], summary["skipped"]) == (6, 3, 3)
+    reasons = {
+        clip.rsplit("/", 1)[1]: entry["reason"]
+        for clip, entry in preprocessing.read_manifest(complete).items()
+        if entry["status"] == "skipped"
+    }
+    assert "not a readable media file" in reasons["90001"]
+    assert "no audio track" in reasons["90002"]
+    assert "shorter than 1 s" in reasons["90003"]
+
+    chunks = {path: path.stat().st_mtime_ns for path in complete.rglob("*.bin")}
+    rerun = preprocessing.preprocess(corpus_with_bad_clips, "lrs3", complete, workers=0, progress=False)
+    assert rerun["processed"] == 0 and rerun["ok"] == 3
+    assert {path: path.stat().st_mtime_ns for path in complete.rglob("*.bin")} == chunks, "nothing repackaged"
+
+    interrupted = tmp_path / "interrupted"
+    real_process_clip = preprocessing.process_clip
+    calls = []
+
+    def process_then_interrupt(clip):
+        calls.append(clip)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_process_clip(clip)
+
+    monkeypatch.setattr(preprocessing, "process_clip", process_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        preprocessing.preprocess(corpus_with_bad_clips, "lrs3", interrupted, workers=0, progress=False)
+    assert not (interrupted / "index.json").exists(), "an interrupted run does not look finished"
+    monkeypatch.setattr(preprocessing, "process_clip", real_process_clip)
+    resumed = preprocessing.preprocess(corpus_with_bad_clips, "lrs3", interrupted, workers=0, progress=False)
+    assert resumed["processed"] == 4, "only the clips not done before the interruption"
+    assert split_contents(interrupted) == split_contents(complete)
+
+
+def test_parallel_workers_give_the_same_shards(corpus_with_bad_clips, tmp_path):
+    serial = tmp_path / "serial"
+    parallel = tmp_path / "parallel"
+    preprocessing.preprocess(corpus_with_bad_clips, "lrs3", serial, workers=0, progress=False)
+    preprocessing.preprocess(corpus_with_bad_clips, "lrs3", parallel, workers=2, progress=False)
+    assert split_contents(parallel) == split_contents(serial)
+
+
+def test_cli_reports_a_missing_corpus_in_one_sentence(tmp_path, capsys):
+    assert preprocessing.main(["--corpus", "lrs3", "--raw", str(tmp_path / "none"), "--shards", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.strip() == f"error: The corpus folder {tmp_path / 'none'} does not exist."
