@@ -68,59 +68,68 @@ def probe(path: str | Path) -> MediaInfo:
         rate = re.search(r", ([\d.]+) (?:fps|tbr)", video)
         width, height = (int(size.group(1)), int(size.group(2))) if size else (0, 0)
         fps = float(rate.group(1)) if rate else 0.0
+        rotation = re.search(r"rotation of (-?[\d.]+) degrees", header)
+        if rotation and round(abs(float(rotation.group(1)))) % 180 == 90:
+            width, height = height, width  # ffmpeg turns the frames upright when it decodes them
     has_audio = any("Audio:" in line for line in streams)
     return MediaInfo(seconds, fps, width, height, video is not None, has_audio)
 
 
-def iter_frames(path: str | Path, fps: float = FPS, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
-    """Yields RGB uint8 frames ``[H, W, 3]`` of ``path`` at ``fps``, resized to ``size=(W, H)`` if given."""
-    info = probe(path)
+def _video_frames(path: Path, info: MediaInfo, fps: float, size: tuple[int, int] | None) -> Iterator[np.ndarray]:
     if not info.has_video:
         raise MediaError(f"{path} has no video stream.")
-    filters = f"fps={fps}" + (f",scale={size[0]}:{size[1]}" if size else "")
-    reader = imageio_ffmpeg.read_frames(str(path), output_params=["-vf", filters])
-    meta = next(reader)
-    width, height = meta["size"]
-    try:
-        for raw in reader:
-            yield np.frombuffer(raw, np.uint8).reshape(height, width, 3)
-    except RuntimeError as error:
-        raise MediaError(f"{path} ends inside a frame ({error}); the file is truncated.") from error
-    finally:
-        reader.close()
+    width, height = size or (info.width, info.height)
+    scale = f",scale={width}:{height}" if size else ""
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(path), "-map", "0:v:0",
+               "-vf", f"fps={fps}{scale}", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]  # fmt: skip
+    frame_bytes = width * height * 3
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as decoder:
+        try:
+            while raw := decoder.stdout.read(frame_bytes):
+                if len(raw) < frame_bytes:
+                    raise MediaError(f"{path} ends inside a frame; the file is truncated.")
+                yield np.frombuffer(raw, np.uint8).reshape(height, width, 3)
+        finally:
+            decoder.kill()
 
 
-def read_video(path: str | Path, fps: float = FPS, size: tuple[int, int] | None = None) -> np.ndarray:
-    """All frames of ``path`` at ``fps``: ``[T, H, W, 3]`` uint8. Raises MediaError when none decode."""
-    frames = list(iter_frames(path, fps, size))
+def _stack(path: Path, frames: list[np.ndarray]) -> np.ndarray:
     if not frames:
         raise MediaError(f"{path} has a video stream but no frame decodes; the file is corrupt or truncated.")
     return np.stack(frames)
 
 
-def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """The first audio stream of ``path`` (any codec) as mono float32 ``[N]`` at ``sample_rate``."""
-    info = probe(path)
+def _audio(path: Path, info: MediaInfo, sample_rate: int) -> np.ndarray:
     if not info.has_audio:
         raise MediaError(f"{path} has no audio track.")
-    result = _ffmpeg(
-        "-v",
-        "error",
-        "-i",
-        str(path),
-        "-map",
-        "0:a:0",
-        "-ac",
-        "1",
-        "-ar",
-        str(sample_rate),
-        "-f",
-        "f32le",
-        "-",
-    )
+    result = _ffmpeg("-v", "error", "-i", str(path), "-map", "0:a:0", "-ac", "1", "-ar", str(sample_rate),
+                     "-f", "f32le", "-")  # fmt: skip
     if result.returncode != 0:
         raise MediaError(f"{path}: the audio does not decode ({_last_error_line(result.stderr)}).")
     return np.frombuffer(result.stdout, np.float32).copy()
+
+
+def iter_frames(path: str | Path, fps: float = FPS, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
+    """Yields RGB uint8 frames ``[H, W, 3]`` of ``path`` at ``fps``, resized to ``size=(W, H)`` if given."""
+    return _video_frames(Path(path), probe(path), fps, size)
+
+
+def read_video(path: str | Path, fps: float = FPS, size: tuple[int, int] | None = None) -> np.ndarray:
+    """All frames of ``path`` at ``fps``: ``[T, H, W, 3]`` uint8. Raises MediaError when none decode."""
+    return _stack(Path(path), list(iter_frames(path, fps, size)))
+
+
+def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """The first audio stream of ``path`` (any codec) as mono float32 ``[N]`` at ``sample_rate``."""
+    return _audio(Path(path), probe(path), sample_rate)
+
+
+def read_clip(path: str | Path, fps: float = FPS, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, np.ndarray]:
+    """Frames ``[T, H, W, 3]`` and audio ``[N]`` of a talking-face clip, reading its header once."""
+    path = Path(path)
+    info = probe(path)
+    audio = _audio(path, info, sample_rate)
+    return _stack(path, list(_video_frames(path, info, fps, None))), audio
 
 
 def write_video(

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from datamodules import face
 from datamodules.audio import MEL_BINS, MELS_PER_FRAME, mel_spectrogram
 from datamodules.corpus import LAYOUTS, SPLITS, Clip, CorpusError, discover
-from datamodules.media import FPS, SAMPLE_RATE, MediaError, read_audio, read_video
+from datamodules.media import FPS, SAMPLE_RATE, MediaError, read_clip
 
 MIN_SECONDS = 1.0
 SILENCE_PEAK = 1e-4  # audio whose absolute peak stays below this is silent
@@ -60,8 +60,7 @@ class ClipSkipped(Exception):
 def process_clip(clip: Clip) -> dict:
     """The shard record of one clip (``RECORD_KEYS``); raises ClipSkipped with the reason when it is unusable."""
     try:
-        audio = read_audio(clip.path)
-        frames = read_video(clip.path)  # [T, H, W, 3]
+        frames, audio = read_clip(clip.path)  # [T, H, W, 3], [N]
     except MediaError as error:
         raise ClipSkipped(str(error)) from error
     seconds = len(frames) / FPS
