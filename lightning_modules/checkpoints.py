@@ -28,7 +28,7 @@ def stamp_stage(checkpoint: dict, stage: str, module: type) -> None:
 
 
 def describe(checkpoint: object) -> str:
-    """What a loaded checkpoint is, in words: its module or stage and its hyper-parameter names."""
+    """What a loaded checkpoint is, in words: its module or stage, hyper-parameter names and top-level weights."""
     if not isinstance(checkpoint, Mapping) or "state_dict" not in checkpoint:
         entries = f" with entries {', '.join(map(str, checkpoint))}" if isinstance(checkpoint, Mapping) else ""
         return f"a {type(checkpoint).__name__}{entries} and no Lightning state_dict"
@@ -37,7 +37,11 @@ def describe(checkpoint: object) -> str:
     module = stamp.get("module") or hparams.get("_class_path") or "an unrecorded LightningModule"
     stage = f" (stage {stamp['stage']!r})" if "stage" in stamp else ""
     names = sorted(name for name in hparams if not name.startswith("_"))
-    return f"a checkpoint of {module}{stage} with hyper-parameters {', '.join(names) or 'none'}"
+    submodules = sorted({str(name).split(".")[0] for name in checkpoint["state_dict"]})
+    return (
+        f"a checkpoint of {module}{stage} with hyper-parameters {', '.join(names) or 'none'}"
+        f" and weights of {', '.join(submodules) or 'nothing'}"
+    )
 
 
 def read_stage_checkpoint(path: str | Path, stage: str, expected: str) -> dict:
@@ -51,7 +55,7 @@ def read_stage_checkpoint(path: str | Path, stage: str, expected: str) -> dict:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch.load raises many kinds (pickle, zip, EOF, runtime) for a bad file
-        reason = str(error).strip().splitlines()[0].rstrip(".") if str(error).strip() else type(error).__name__
+        reason = str(error).strip().split("\n")[0].split(". ")[0].rstrip(".") or type(error).__name__
         raise CheckpointError(
             f"Checkpoint {path} cannot be read as a PyTorch checkpoint ({reason}): expected {expected}."
         ) from error

@@ -1,0 +1,229 @@
+"""Stage 1 (lightning_modules/sfe.py): a fit through the project CLI, checkpoint hand-off, learning, DDP, bf16."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import wandb
+from lightning.pytorch import Trainer, seed_everything
+
+from experiments.cli import MACLCLI
+from lightning_modules.checkpoints import STAGE_KEY, CheckpointError
+from lightning_modules.nets.sfe import SpeechFeatureExtractor
+from lightning_modules.sfe import SFEPretraining, load_speech_feature_extractor
+from tests.sfe_data import SyntheticClips, SyntheticSFEData
+from tests.toy import ToyData, ToyRegression
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+TINY = dict(
+    audio_dim=32,
+    audio_width=8,
+    gru_hidden=32,
+    feature_dim=16,
+    memory_slots=16,
+    memory_hidden=32,
+    visual_width=8,
+    visual_hidden=32,
+)
+
+
+def quiet_trainer(**kwargs) -> Trainer:
+    defaults = dict(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    return Trainer(**{**defaults, **kwargs})
+
+
+def cli_fit(tmp_path: Path, name: str, *extra: str) -> MACLCLI:
+    """`make pretrain-sfe FAST=1` on synthetic tensors: the stage config, the FAST profile, a test DataModule."""
+    args = ["fit"]
+    for config in ("base.yaml", "trainer/cpu.yaml", "sfe.yaml", "fast.yaml", "fast/sfe.yaml"):
+        args += ["--config", str(CONF / config)]
+    args += [
+        "--data",
+        "tests.sfe_data.SyntheticSFEData",
+        "--data.steps",
+        "4",
+        "--data.image_size",
+        "32",
+        "--data.train_clips",
+        "16",
+        "--data.val_clips",
+        "8",
+        "--run.root",
+        str(tmp_path),
+        "--run.name",
+        name,
+        *extra,
+    ]
+    try:
+        return MACLCLI(args=args)
+    finally:
+        if wandb.run is not None:
+            wandb.finish()
+
+
+def fixed_batch(steps: int = 4, clips: int = 3, image_size: int = 32) -> dict:
+    dataset = SyntheticClips(clips, steps, image_size, seed=7)
+    return torch.utils.data.default_collate([dataset[index] for index in range(clips)])
+
+
+def test_fast_cli_fit_writes_a_checkpoint_that_reloads_identically_and_resumes(tmp_path):
+    cli = cli_fit(tmp_path, "first")
+    run_dir = tmp_path / "sfe" / "first"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["global_step"] == 2 * 2  # FAST: 2 epochs of 16 clips in batches of 8
+    for name in ("val/loss", "val/sync_top1", "val/sync_top5", "val/id_top1", "val/id_top3"):
+        assert math.isfinite(metrics[name]), name
+    assert 1 <= metrics["val/memory_perplexity_content"] <= cli.model.hparams.memory_slots
+    assert cli.model.hparams.gru_hidden == 128, "conf/fast/sfe.yaml should shrink the model"
+
+    last = run_dir / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(last, weights_only=True)
+    assert checkpoint[STAGE_KEY]["stage"] == "sfe"
+
+    batch = fixed_batch()
+    trained = cli.model.eval()
+    reloaded = SFEPretraining.load_from_checkpoint(last).eval()
+    audio_branch = load_speech_feature_extractor(last).eval()
+    assert isinstance(audio_branch, SpeechFeatureExtractor)
+    with torch.no_grad():
+        expected = trained(batch["audio"])
+        for name, value in reloaded(batch["audio"]).items():
+            torch.testing.assert_close(value, expected[name], rtol=0, atol=0)
+        for name, value in audio_branch(batch["audio"]).items():
+            torch.testing.assert_close(value, expected[name], rtol=0, atol=0)
+        for got, want in zip(reloaded.visual(batch["frames"]), trained.visual(batch["frames"]), strict=True):
+            torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+    cli_fit(tmp_path, "first", "--trainer.max_epochs", "3")
+    resumed = json.loads((run_dir / "metrics.json").read_text())
+    assert resumed["global_step"] == 3 * 2
+    assert torch.load(last, weights_only=True)["global_step"] == 3 * 2
+
+
+@pytest.mark.parametrize("memory", [True, False])
+def test_a_training_step_runs_with_and_without_memory(memory):
+    model = SFEPretraining(**TINY, memory=memory)
+    trainer = quiet_trainer(max_steps=2, limit_val_batches=1)
+    trainer.fit(model, SyntheticSFEData(steps=4, batch_size=4, train_clips=8, val_clips=4))
+    logged = trainer.callback_metrics
+    assert math.isfinite(logged["val/loss"])
+    assert ("val/memory_perplexity_content" in logged) is memory
+    readout = type(model.audio.content_memory).__name__
+    assert readout == ("MemoryBank" if memory else "LinearReadout")
+
+
+def test_short_training_learns_sync_and_identity_on_synthetic_clips():
+    """Frames show a mouth state that the audio encodes: sync must beat chance and time-shuffled audio."""
+    seed_everything(0)
+    steps, batch_size = 8, 8
+    model = SFEPretraining(**TINY, lr=5e-3)
+    trainer = quiet_trainer(max_epochs=8)
+    trainer.fit(model, SyntheticSFEData(steps=steps, batch_size=batch_size, train_clips=128, val_clips=32))
+
+    aligned = SyntheticSFEData(steps=steps, batch_size=batch_size, val_clips=32)
+    shuffled = SyntheticSFEData(steps=steps, batch_size=batch_size, val_clips=32, time_shuffled=True)
+    (held_out,) = trainer.validate(model, aligned, verbose=False)
+    (no_sync,) = trainer.validate(model, shuffled, verbose=False)
+
+    sync_chance, identity_chance = 1 / steps, 1 / batch_size
+    assert held_out["val/sync_top1"] >= 2 * sync_chance
+    assert held_out["val/sync_top1"] >= no_sync["val/sync_top1"] + sync_chance
+    assert held_out["val/id_top1"] > identity_chance
+
+
+def test_bf16_mixed_training_on_cpu_gives_finite_losses():
+    model = SFEPretraining(**TINY)
+    trainer = quiet_trainer(max_steps=2, limit_val_batches=1, precision="bf16-mixed")
+    trainer.fit(model, SyntheticSFEData(steps=4, batch_size=4, train_clips=8, val_clips=4))
+    for name in ("train/loss", "train/sync_loss", "train/speaker_loss", "val/loss"):
+        assert math.isfinite(trainer.callback_metrics[name]), name
+    assert all(parameter.dtype == torch.float32 for parameter in model.parameters())
+
+
+def test_ddp_on_two_cpu_processes_matches_one_process_on_the_global_batch(tmp_path):
+    """The 2-rank loss (mean over ranks) and DDP-averaged gradients equal one process's on all 8 clips.
+
+    Batch norm is in eval mode in both runs (tests/sfe_ddp.py says why), so only the gather can differ.
+    """
+    results = {}
+    for mode in ("single", "ddp"):
+        out_dir = tmp_path / mode
+        out_dir.mkdir()
+        run = subprocess.run(
+            [sys.executable, str(ROOT / "tests" / "sfe_ddp.py"), mode, str(out_dir)],
+            cwd=ROOT,
+            timeout=300,
+            capture_output=True,
+            text=True,
+        )
+        assert run.returncode == 0, f"{mode} run failed:\n{run.stderr[-4000:]}"
+        results[mode] = [torch.load(path, weights_only=True) for path in sorted(out_dir.glob("rank*.pt"))]
+
+    (single,) = results["single"]
+    ranks = results["ddp"]
+    assert [rank["clips"] for rank in ranks] == [4, 4] and single["clips"] == 8
+    torch.testing.assert_close(torch.stack([rank["loss"] for rank in ranks]).mean(), single["loss"])
+    for name, grad in single["grads"].items():
+        for rank in ranks:
+            torch.testing.assert_close(rank["grads"][name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.fixture(scope="module")
+def toy_checkpoint(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("toy") / "toy.ckpt"
+    trainer = quiet_trainer(max_steps=1, limit_val_batches=0)
+    trainer.fit(ToyRegression(), ToyData())
+    trainer.save_checkpoint(path)
+    return path
+
+
+def assert_one_sentence(error: pytest.ExceptionInfo, path: Path, *found: str) -> None:
+    message = str(error.value)
+    assert "\n" not in message and message.endswith(".") and message.count(". ") == 0, message
+    assert str(path) in message and "an SFE checkpoint" in message, message
+    for text in found:
+        assert text in message, message
+
+
+def test_another_stage_checkpoint_is_refused_with_what_it_is(toy_checkpoint):
+    with pytest.raises(CheckpointError) as error:
+        load_speech_feature_extractor(toy_checkpoint)
+    assert_one_sentence(error, toy_checkpoint, "hyper-parameters features, lr", "weights of linear")
+
+
+def test_a_corrupt_or_truncated_or_missing_file_is_refused(tmp_path):
+    corrupt = tmp_path / "corrupt.ckpt"
+    corrupt.write_bytes(b"this is not a checkpoint" * 10)
+    truncated = tmp_path / "truncated.ckpt"
+    trainer = quiet_trainer(max_steps=1, limit_val_batches=0)
+    trainer.fit(SFEPretraining(**TINY), SyntheticSFEData(steps=4, batch_size=4, train_clips=4))
+    trainer.save_checkpoint(tmp_path / "whole.ckpt")
+    whole = (tmp_path / "whole.ckpt").read_bytes()
+    truncated.write_bytes(whole[: len(whole) // 2])
+    weights_only = tmp_path / "weights.pt"
+    torch.save(SFEPretraining(**TINY).state_dict(), weights_only)
+
+    for path in (corrupt, truncated):
+        with pytest.raises(CheckpointError) as error:
+            load_speech_feature_extractor(path)
+        assert_one_sentence(error, path, "cannot be read as a PyTorch checkpoint")
+    with pytest.raises(CheckpointError) as error:
+        load_speech_feature_extractor(weights_only)
+    assert_one_sentence(error, weights_only, "no Lightning state_dict")
+    with pytest.raises(CheckpointError) as error:
+        load_speech_feature_extractor(tmp_path / "absent.ckpt")
+    assert_one_sentence(error, tmp_path / "absent.ckpt", "does not exist")
+    assert isinstance(load_speech_feature_extractor(tmp_path / "whole.ckpt"), SpeechFeatureExtractor)
