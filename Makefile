@@ -51,3 +51,18 @@ lint: setup ## Check the code with ruff
 clean: ## Remove caches (keeps .venv, data/ and runs/)
 	rm -rf .pytest_cache .ruff_cache
 	find . -name __pycache__ -not -path "./.venv/*" -prune -exec rm -rf {} +
+
+# `make corpus`: the embedded synthetic corpus (README, "The embedded corpus"); FORCE=1 replaces one made
+# with other arguments. The defaults are what `make data` builds when no corpus is given.
+OUT ?= data/corpus/synthetic
+LAYOUT ?= lrs3
+SPEAKERS ?= 8
+CLIPS ?= 6
+SECONDS ?= 4
+SEED ?= 0
+FORCE ?=
+.PHONY: corpus
+
+corpus: setup ## Generate the synthetic corpus (OUT, LAYOUT=lrs3|voxceleb2, SPEAKERS, CLIPS, SECONDS, SEED; FORCE=1)
+	$(PY) -m datamodules.synthetic --out $(OUT) --layout $(LAYOUT) --speakers $(SPEAKERS) --clips $(CLIPS) \
+		--seconds $(SECONDS) --seed $(SEED) $(if $(FORCE),--force)
