@@ -53,7 +53,6 @@ MOUTH_CORNERS = (61, 291)
 LEFT_EYE, RIGHT_EYE = (33, 133), (362, 263)
 FACE_SIDES = (234, 454)
 CHIN, FOREHEAD = 152, 10
-NOSE_TIP = 1
 
 # Vowels: transcript spelling -> (F1, F2, F3) Hz of an adult male tract (Peterson & Barney averages).
 VOWELS = {
@@ -869,7 +868,8 @@ def generate_corpus(
             "splits": splits,
         }
         (staging / MARKER).write_text(json.dumps(marker, indent=1) + "\n")
-        _move_into_place(staging, out)
+        if (read_marker(out) or {}).get("arguments") != arguments:  # else another run just made the same
+            _move_into_place(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     say(

@@ -1,0 +1,207 @@
+"""The embedded corpus generator (datamodules/synthetic.py): layouts, decodability, truth, determinism, bad input."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import imageio_ffmpeg
+import mediapipe as mp
+import numpy as np
+import pytest
+
+from datamodules import synthetic
+from datamodules.media import FPS, SAMPLE_RATE, read_audio, read_video
+from datamodules.synthetic import MARKER, CorpusError, generate_corpus, read_marker
+from tests.conftest import SESSION_CORPUS
+
+ROOT = Path(__file__).resolve().parents[1]
+SIDECAR_KEYS = {"fps", "speaker", "mouth_opening", "lip_width", "head_pose", "formants"}
+UPPER_INNER_LIP, LOWER_INNER_LIP, MOUTH_CORNERS = 13, 14, (61, 291)
+
+
+def clips_of(corpus: Path) -> list[Path]:
+    return sorted(corpus.rglob("*.mp4"))
+
+
+def sidecar(clip: Path) -> dict:
+    return json.loads(clip.with_name(f"{clip.stem}.truth.json").read_text())
+
+
+def sidecars(corpus: Path) -> dict[str, str]:
+    return {path.relative_to(corpus).as_posix(): path.read_text() for path in sorted(corpus.rglob("*.truth.json"))}
+
+
+def pearson(a, b) -> float:
+    return float(np.corrcoef(np.asarray(a, float), np.asarray(b, float))[0, 1])
+
+
+@pytest.fixture(scope="module")
+def mesh_measurements(synthetic_corpus) -> dict[Path, tuple[np.ndarray, np.ndarray]]:
+    """Per clip, MediaPipe's inner-lip gap and lip width per frame (NaN where it finds no face), tracking mode."""
+    measured = {}
+    for clip in clips_of(synthetic_corpus):
+        gaps, widths = [], []
+        with mp.solutions.face_mesh.FaceMesh(static_image_mode=False, refine_landmarks=False) as mesh:
+            for frame in read_video(clip):
+                found = mesh.process(frame).multi_face_landmarks
+                if not found:
+                    gaps.append(np.nan)
+                    widths.append(np.nan)
+                    continue
+                height, width = frame.shape[:2]
+                points = np.array([(p.x * width, p.y * height) for p in found[0].landmark])  # [468, 2]
+                gaps.append(np.linalg.norm(points[LOWER_INNER_LIP] - points[UPPER_INNER_LIP]))
+                widths.append(np.linalg.norm(points[MOUTH_CORNERS[1]] - points[MOUTH_CORNERS[0]]))
+        measured[clip] = (np.array(gaps), np.array(widths))
+    return measured
+
+
+def test_lrs3_layout_splits_by_speaker_and_marks_completion(synthetic_corpus):
+    clips = clips_of(synthetic_corpus)
+    assert len(clips) == SESSION_CORPUS["speakers"] * SESSION_CORPUS["clips"]
+    speakers_by_split: dict[str, set[str]] = {}
+    for clip in clips:
+        relative = clip.relative_to(synthetic_corpus).as_posix()
+        assert re.fullmatch(r"(pretrain|trainval|test)/[A-Za-z0-9_-]{11}/\d{5}\.mp4", relative), relative
+        split, video_id = clip.relative_to(synthetic_corpus).parts[:2]
+        speakers_by_split.setdefault(split, set()).add(video_id)
+        assert sidecar(clip)["speaker"] == video_id
+        transcript = clip.with_suffix(".txt").read_text().splitlines()
+        assert transcript[0].startswith("Text:  ") and len(transcript[0].split()) > 1
+        assert transcript[3] == "WORD START END ASDSCORE" and len(transcript) >= 5
+    assert len(speakers_by_split["test"]) >= 2
+    assert speakers_by_split.keys() == {"pretrain", "trainval", "test"}
+    all_speakers = [speaker for speakers in speakers_by_split.values() for speaker in speakers]
+    assert len(all_speakers) == len(set(all_speakers)) == SESSION_CORPUS["speakers"], "each speaker in one split"
+    marker = read_marker(synthetic_corpus)
+    assert marker["arguments"] == {**SESSION_CORPUS, "version": synthetic.GENERATOR_VERSION}
+    assert marker["clips"] == [clip.relative_to(synthetic_corpus).as_posix() for clip in clips]
+
+
+def test_clips_decode_with_the_media_reader_as_h264_and_16khz_mono_aac(synthetic_corpus):
+    seconds, size = SESSION_CORPUS["seconds"], SESSION_CORPUS["size"]
+    for clip in clips_of(synthetic_corpus):
+        frames = read_video(clip)
+        assert abs(len(frames) - FPS * seconds) <= 1 and frames.shape[1:] == (size, size, 3), clip
+        audio = read_audio(clip)
+        assert abs(len(audio) - SAMPLE_RATE * seconds) <= SAMPLE_RATE // FPS, clip
+        assert 0.05 < np.abs(audio).max() <= 1.0, "speech at a sane level"
+        header = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(clip)], capture_output=True)
+        streams = header.stderr.decode()
+        assert re.search(r"Video: h264.* 25 fps", streams) and re.search(r"Audio: aac.* 16000 Hz, mono", streams)
+        truth = sidecar(clip)
+        assert SIDECAR_KEYS <= truth.keys() and truth["fps"] == FPS
+        for key in ("mouth_opening", "lip_width", "head_pose", "formants"):
+            assert len(truth[key]) == len(frames), key
+        assert np.array(truth["head_pose"]).shape == (len(frames), 4)
+        assert np.array(truth["formants"]).shape == (len(frames), 3)
+
+
+def test_mediapipe_finds_the_face_in_nearly_every_frame(mesh_measurements):
+    for clip, (gaps, _) in mesh_measurements.items():
+        assert np.isfinite(gaps).mean() >= 0.95, clip
+
+
+def test_mediapipe_mouth_opening_follows_the_sidecar(mesh_measurements):
+    width_agreement = []
+    for clip, (gaps, widths) in mesh_measurements.items():
+        truth = sidecar(clip)
+        opening, found = np.array(truth["mouth_opening"]), np.isfinite(gaps)
+        assert opening.max() >= 8.0 and opening.min() <= 3.0, f"{clip}: the mouth opens and closes"
+        assert pearson(gaps[found], opening[found]) >= 0.8, clip
+        width_agreement.append(pearson(widths[found], np.array(truth["lip_width"])[found]))
+    assert np.median(width_agreement) >= 0.6, "lip spread and rounding are visible"
+
+
+def test_sidecar_mouth_opening_follows_f1_band_energy(synthetic_corpus):
+    hop = SAMPLE_RATE // FPS
+    for clip in clips_of(synthetic_corpus):
+        opening = np.array(sidecar(clip)["mouth_opening"])
+        audio = np.resize(read_audio(clip), len(opening) * hop).reshape(len(opening), hop)  # [T, 640]
+        spectrum = np.abs(np.fft.rfft(audio * np.hanning(hop), axis=1)) ** 2
+        frequencies = np.fft.rfftfreq(hop, 1 / SAMPLE_RATE)
+        f1_energy = spectrum[:, (frequencies >= 300) & (frequencies <= 1000)].sum(1)
+        assert pearson(np.log(f1_energy + 1e-8), opening) >= 0.6, clip
+
+
+def test_one_seed_gives_identical_sidecars_whatever_the_workers_and_another_seed_differs(tmp_path):
+    tiny = {"speakers": 2, "clips": 1, "seconds": 1.0, "size": 128, "progress": False}
+    first = generate_corpus(tmp_path / "a", seed=3, workers=1, **tiny)
+    again = generate_corpus(tmp_path / "b", seed=3, workers=2, **tiny)
+    other = generate_corpus(tmp_path / "c", seed=4, workers=1, **tiny)
+    assert sidecars(first) == sidecars(again) and len(sidecars(first)) == 2
+    assert (first / MARKER).read_text() == (again / MARKER).read_text()
+    first_openings = [json.loads(text)["mouth_opening"] for text in sidecars(first).values()]
+    other_openings = [json.loads(text)["mouth_opening"] for text in sidecars(other).values()]
+    assert first_openings != other_openings
+
+
+def test_voxceleb2_layout(tmp_path):
+    corpus = generate_corpus(tmp_path / "vox", "voxceleb2", speakers=2, clips=4, seconds=1.0, size=128, progress=False)
+    relatives = [clip.relative_to(corpus).as_posix() for clip in clips_of(corpus)]
+    assert len(relatives) == 8
+    for relative in relatives:
+        assert re.fullmatch(r"(dev|test)/mp4/id\d{5}/[A-Za-z0-9_-]{11}/\d{5}\.mp4", relative), relative
+        assert sidecar(corpus / relative)["speaker"] == relative.split("/")[2]
+    assert {relative.split("/")[0] for relative in relatives} == {"dev", "test"}
+    assert not list(corpus.rglob("*.txt")), "VoxCeleb2 has no transcripts"
+
+
+def test_a_complete_corpus_is_reused_and_other_arguments_are_refused(synthetic_corpus):
+    before = {path: path.stat().st_mtime_ns for path in synthetic_corpus.rglob("*")}
+    assert generate_corpus(synthetic_corpus, **SESSION_CORPUS, progress=False) == synthetic_corpus
+    assert {path: path.stat().st_mtime_ns for path in synthetic_corpus.rglob("*")} == before
+    with pytest.raises(CorpusError, match=r"other arguments: clips 2 \(asked 3\).*--force"):
+        generate_corpus(synthetic_corpus, **{**SESSION_CORPUS, "clips": 3}, progress=False)
+
+
+def test_an_interrupted_run_leaves_nothing_that_looks_like_a_corpus(tmp_path, monkeypatch):
+    written = []
+
+    def fail_on_second_clip(job, root):
+        if written:
+            raise OSError("No space left on device")
+        written.append(job)
+        return job.relative_path
+
+    monkeypatch.setattr(synthetic, "_write_clip", fail_on_second_clip)
+    with pytest.raises(OSError):
+        generate_corpus(tmp_path / "corpus", speakers=2, clips=1, seconds=1.0, size=128, workers=1, progress=False)
+    assert written and list(tmp_path.iterdir()) == []
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "datamodules.synthetic", "--seconds", "1", "--size", "128", *args]
+    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+
+
+@pytest.mark.parametrize(
+    "arguments, expected",
+    [
+        (["--layout", "lrs2"], "invalid choice: 'lrs2'"),
+        (["--clips", "0"], "at least 1 clip per speaker"),
+        (["--speakers", "0"], "at least 1 speaker"),
+        (["--size", "255"], "even number of pixels"),
+    ],
+    ids=["unknown-layout", "zero-clips", "zero-speakers", "odd-size"],
+)
+def test_bad_arguments_end_with_one_sentence_and_no_corpus(tmp_path, arguments, expected):
+    result = run_cli("--out", str(tmp_path / "corpus"), *arguments)
+    assert result.returncode != 0
+    assert len(result.stderr.strip().splitlines()) == 1 and expected in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unwritable_folder_ends_with_one_sentence_and_no_corpus(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = run_cli("--out", str(blocker / "corpus"), "--speakers", "1", "--clips", "1")
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip()
+        == f"error: Cannot write the corpus to {blocker / 'corpus'}: {blocker} is a file, not a folder."
+    )
+    assert list(tmp_path.iterdir()) == [blocker]
