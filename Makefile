@@ -66,3 +66,10 @@ FORCE ?=
 corpus: setup ## Generate the synthetic corpus (OUT, LAYOUT=lrs3|voxceleb2, SPEAKERS, CLIPS, SECONDS, SEED; FORCE=1)
 	$(PY) -m datamodules.synthetic --out $(OUT) --layout $(LAYOUT) --speakers $(SPEAKERS) --clips $(CLIPS) \
 		--seconds $(SECONDS) --seed $(SEED) $(if $(FORCE),--force)
+
+# `make bench`: speed measurements (not tests); each prints a markdown table and writes bench/<name>.json.
+BENCH ?=
+.PHONY: bench
+
+bench: setup ## Run the benchmarks (BENCH="sfe ..." for some, default all); tables printed and saved in bench/
+	$(PY) -m experiments.bench $(BENCH)
