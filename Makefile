@@ -14,6 +14,14 @@ NAME ?= $(shell date +%Y%m%d-%H%M%S)
 NAME := $(NAME)
 FAST ?=
 ARGS ?=
+# `make data`: CORPUS=synthetic|lrs2|lrs3|voxceleb1|voxceleb2|folder RAW=<corpus root> SHARDS=<out> WORKERS=<n>
+CORPUS ?= synthetic
+RAW ?=
+SHARDS ?= data/shards/$(CORPUS)
+WORKERS ?= 2
+# Stage targets read DATA; its default, the embedded corpus's shards, is built on first use.
+DEFAULT_DATA := data/shards/synthetic
+DATA ?= $(DEFAULT_DATA)
 TRAINER ?= $(shell $(PY) -c "import torch; print('gpu' if torch.cuda.is_available() else 'cpu')")
 
 # $(call fit,<stage>,<extra flags>): LightningCLI `fit` of conf/<stage>.yaml into runs/<stage>/$(NAME)/.
@@ -24,7 +32,7 @@ $(PY) -m experiments.cli fit \
 	--run.name $(NAME) $(2) $(ARGS)
 endef
 
-.PHONY: help setup test test-all lint clean
+.PHONY: help setup test test-all lint data clean
 
 help: ## List the targets and the variables they take
 	@echo "Usage: make <target> [DATA=<shards>] [NAME=<run>] [FAST=1] [ARGS=\"--trainer.max_epochs 5\"]"
@@ -47,6 +55,12 @@ test-all: setup ## Run the fast and the `slow` tests (not the `gpu` ones)
 lint: setup ## Check the code with ruff
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+
+data: setup ## Preprocess a corpus into LitData shards (CORPUS, RAW, SHARDS, WORKERS; resumable)
+	$(PY) -m datamodules.preprocess --corpus $(CORPUS) $(if $(RAW),--raw $(RAW)) --shards $(SHARDS) --workers $(WORKERS)
+
+$(DEFAULT_DATA)/index.json: | $(STAMP)
+	$(PY) -m datamodules.preprocess --corpus synthetic --shards $(DEFAULT_DATA) --workers $(WORKERS)
 
 clean: ## Remove caches (keeps .venv, data/ and runs/)
 	rm -rf .pytest_cache .ruff_cache
