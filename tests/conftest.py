@@ -14,3 +14,13 @@ SESSION_CORPUS = {"layout": "lrs3", "speakers": 4, "clips": 2, "seconds": 2.0, "
 def synthetic_corpus(tmp_path_factory) -> Path:
     """The root of a small generated corpus (SESSION_CORPUS) with a ``.truth.json`` sidecar per clip."""
     return generate_corpus(tmp_path_factory.mktemp("corpus") / "synthetic", **SESSION_CORPUS, progress=False)
+
+
+@pytest.fixture(scope="session")
+def synthetic_shards(synthetic_corpus, tmp_path_factory) -> Path:
+    """The session corpus preprocessed into shards (train, val and test splits by speaker)."""
+    from datamodules.preprocess import preprocess
+
+    shards = tmp_path_factory.mktemp("shards") / "synthetic"
+    preprocess(synthetic_corpus, "lrs3", shards, workers=2, progress=False)
+    return shards
