@@ -147,8 +147,12 @@ class ClipJob:
 def _photo(name: str) -> np.ndarray:
     """A base photograph shipped by an installed package, RGB uint8 ``[H, W, 3]``."""
     if name == "astronaut":
-        import skimage.data
-
+        try:
+            import skimage.data
+        except ImportError as error:
+            raise CorpusError(
+                "The corpus generator needs scikit-image: pip install -e '.[dev]' (make setup)."
+            ) from error
         return skimage.data.astronaut()
     from matplotlib import cbook
     from PIL import Image
@@ -460,10 +464,11 @@ def plan_syllables(rng: np.random.Generator, seconds: float, rate: float) -> lis
     """Syllables as lists of phones (symbol, seconds), in time order; a pause is ``[("", seconds)]``.
 
     A clip opens and ends with silence; words of one to three syllables are separated by short gaps or
-    longer pauses, and syllables last about ``1 / rate`` seconds.
+    longer pauses, and syllables last about ``1 / rate`` seconds. Even a short clip says one syllable.
     """
     plan = [[("", rng.uniform(0.12, 0.3))]]
     used = plan[0][0][1]
+    room = seconds - 0.15
     while True:
         word = []
         for _ in range(rng.choice([1, 1, 2, 2, 3])):
@@ -476,8 +481,12 @@ def plan_syllables(rng: np.random.Generator, seconds: float, rate: float) -> lis
             word.append(phones)
         pause = rng.uniform(0.12, 0.4) if rng.random() < 0.45 else rng.uniform(0.02, 0.06)
         length = sum(duration for phones in word for _, duration in phones)
-        if used + length > seconds - 0.15:
-            return plan
+        if used + length > room:
+            if len(plan) > 1:
+                return plan
+            first = word[0]  # nothing said yet: squeeze one syllable into the room left
+            squeeze = min(1.0, (room - used) / sum(duration for _, duration in first))
+            return [*plan, [(symbol, duration * squeeze) for symbol, duration in first]]
         plan += [*word, [("", pause)]]
         used += length + pause
 
