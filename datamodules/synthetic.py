@@ -821,6 +821,8 @@ def generate_corpus(
     never touched. Every clip depends only on (seed, speaker, clip), so ``workers`` changes nothing but time.
     """
     workers = min(2, os.cpu_count() or 1) if workers is None else workers
+    if multiprocessing.current_process().daemon:  # a pool worker cannot start its own pool
+        workers = 1
     _validate(layout, speakers, clips, seconds, seed, size, workers)
     out = Path(out).absolute()
     arguments = {"layout": layout, "speakers": speakers, "clips": clips, "seconds": float(seconds)}

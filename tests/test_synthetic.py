@@ -157,6 +157,13 @@ def test_a_complete_corpus_is_reused_and_other_arguments_are_refused(synthetic_c
         generate_corpus(synthetic_corpus, **{**SESSION_CORPUS, "clips": 3}, progress=False)
 
 
+def test_a_folder_that_is_not_a_generated_corpus_is_never_touched(tmp_path):
+    (tmp_path / "notes.txt").write_text("someone's data")
+    with pytest.raises(CorpusError, match="is not a generated corpus"):
+        generate_corpus(tmp_path, speakers=1, clips=1, seconds=1.0, size=128, force=True, progress=False)
+    assert [path.name for path in tmp_path.iterdir()] == ["notes.txt"]
+
+
 def test_an_interrupted_run_leaves_nothing_that_looks_like_a_corpus(tmp_path, monkeypatch):
     written = []
 
