@@ -46,7 +46,8 @@ def quiet_trainer(**kwargs) -> Trainer:
 
 
 def cli_fit(tmp_path: Path, name: str, *extra: str) -> MACLCLI:
-    """`make pretrain-sfe FAST=1` on synthetic tensors: the stage config, the FAST profile, a test DataModule."""
+    """`make pretrain-sfe FAST=1` on synthetic tensors (the stage config, the FAST profile, a test DataModule),
+    cut to 2 epochs of 2 batches with validation after each."""
     args = ["fit"]
     for config in ("base.yaml", "trainer/cpu.yaml", "sfe.yaml", "fast.yaml", "fast/sfe.yaml"):
         args += ["--config", str(CONF / config)]
@@ -65,6 +66,10 @@ def cli_fit(tmp_path: Path, name: str, *extra: str) -> MACLCLI:
         str(tmp_path),
         "--run.name",
         name,
+        "--trainer.max_epochs",
+        "2",
+        "--trainer.check_val_every_n_epoch",
+        "1",
         *extra,
     ]
     try:
@@ -83,7 +88,7 @@ def test_fast_cli_fit_writes_a_checkpoint_that_reloads_identically_and_resumes(t
     cli = cli_fit(tmp_path, "first")
     run_dir = tmp_path / "sfe" / "first"
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["global_step"] == 2 * 2  # FAST: 2 epochs of 16 clips in batches of 8
+    assert metrics["global_step"] == 2 * 2  # 2 epochs of 16 clips in batches of 8
     for name in ("val/loss", "val/sync_top1", "val/sync_top5", "val/id_top1", "val/id_top3"):
         assert math.isfinite(metrics[name]), name
     assert 1 <= metrics["val/memory_perplexity_content"] <= cli.model.hparams.memory_slots
