@@ -88,7 +88,7 @@ class NoFaceError(ValueError):
 
 
 @contextlib.contextmanager
-def _native_stderr_silenced() -> Iterator[None]:
+def native_stderr_silenced() -> Iterator[None]:
     """Silences what MediaPipe's C++ side prints to file descriptor 2 while it starts (TFLite and absl banners)."""
     saved = os.dup(2)
     with open(os.devnull, "w") as devnull:
@@ -104,7 +104,7 @@ class FaceMeshTracker:
     """MediaPipe Face Mesh over the frames of one clip (tracking mode) or over single photos (static mode)."""
 
     def __init__(self, static_images: bool = False, min_confidence: float = 0.5):
-        with _native_stderr_silenced():
+        with native_stderr_silenced():
             self._mesh = mp.solutions.face_mesh.FaceMesh(
                 static_image_mode=static_images,
                 max_num_faces=1,
@@ -119,7 +119,7 @@ class FaceMeshTracker:
         if self._started:
             result = self._mesh.process(frame)
         else:
-            with _native_stderr_silenced():
+            with native_stderr_silenced():
                 result = self._mesh.process(frame)
             self._started = True
         if not result.multi_face_landmarks:

@@ -10,7 +10,6 @@ arguments) inside, so a folder named like the corpus is always complete: see :fu
 """
 
 import argparse
-import contextlib
 import functools
 import json
 import multiprocessing
@@ -20,7 +19,6 @@ import string
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +29,7 @@ from scipy.interpolate import RBFInterpolator
 from scipy.ndimage import gaussian_filter1d
 from tqdm import tqdm
 
+from datamodules.face import native_stderr_silenced
 from datamodules.media import FPS, SAMPLE_RATE, write_video
 
 MARKER = "corpus.json"
@@ -147,31 +146,14 @@ class ClipJob:
 def _photo(name: str) -> np.ndarray:
     """A base photograph shipped by an installed package, RGB uint8 ``[H, W, 3]``."""
     if name == "astronaut":
-        try:
-            import skimage.data
-        except ImportError as error:
-            raise CorpusError(
-                "The corpus generator needs scikit-image: pip install -e '.[dev]' (make setup)."
-            ) from error
+        import skimage.data
+
         return skimage.data.astronaut()
     from matplotlib import cbook
     from PIL import Image
 
     with Image.open(cbook.get_sample_data("grace_hopper.jpg")) as image:
         return np.asarray(image.convert("RGB"))
-
-
-@contextlib.contextmanager
-def _native_stderr_silenced() -> Iterator[None]:
-    """Silences the banners that MediaPipe's C++ side prints on file descriptor 2."""
-    saved = os.dup(2)
-    with open(os.devnull, "w") as devnull:
-        os.dup2(devnull.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
 
 
 _LANDMARKS: dict[str, np.ndarray] = {}
@@ -183,7 +165,7 @@ def photo_landmarks(name: str) -> np.ndarray:
         import mediapipe as mp
 
         image = _photo(name)
-        with _native_stderr_silenced():
+        with native_stderr_silenced():
             with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, refine_landmarks=False) as mesh:
                 result = mesh.process(image)
         if not result.multi_face_landmarks:
