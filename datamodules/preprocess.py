@@ -2,6 +2,7 @@
 
 ``SHARDS/`` holds:
 
+    workers.log         what MediaPipe's native code printed in the worker processes
     manifest.jsonl      one line per clip: clip, speaker, split, status (ok|skipped), reason, frames, face_ratio
     clips/<clip>.pkl    the processed record of each usable clip: what a rerun does not redo
     train/ val/ test/   LitData datasets (``litdata.optimize``), one sample per clip (``RECORD_KEYS``)
@@ -124,6 +125,14 @@ def _process_and_store(job: tuple[Clip, Path]) -> dict:
     return {**entry, "status": "ok", "reason": "", "frames": record["frames"], "face_ratio": round(face_ratio, 4)}
 
 
+def _send_native_logs_to(path: str) -> None:
+    """Worker start-up: MediaPipe's C++ side writes to file descriptor 2 from its own threads; send that to a
+    log file so the progress bar stays readable (Python errors still reach the manifest)."""
+    log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, 2)
+    os.close(log)
+
+
 def read_manifest(shards: str | Path) -> dict[str, dict]:
     """The manifest of a shards folder by clip id (the last line of a clip wins)."""
     path = Path(shards) / "manifest.jsonl"
@@ -199,7 +208,10 @@ def preprocess(
             for job in jobs:
                 record(_process_and_store(job))
         elif jobs:
-            with multiprocessing.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
+            pool = multiprocessing.get_context("spawn").Pool(
+                min(workers, len(jobs)), initializer=_send_native_logs_to, initargs=(str(shards / "workers.log"),)
+            )
+            with pool:
                 for entry in pool.imap_unordered(_process_and_store, jobs):
                     record(entry)
     bar.close()
