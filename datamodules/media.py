@@ -8,7 +8,6 @@ torchcodec.
 import re
 import subprocess
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,28 +74,21 @@ def probe(path: str | Path) -> MediaInfo:
     return MediaInfo(seconds, fps, width, height, video is not None, has_audio)
 
 
-def _video_frames(path: Path, info: MediaInfo, fps: float, size: tuple[int, int] | None) -> Iterator[np.ndarray]:
+def _video(path: Path, info: MediaInfo, fps: float, size: tuple[int, int] | None) -> np.ndarray:
+    """All frames in one read, without a per-frame copy: ``[T, H, W, 3]`` uint8 (read-only)."""
     if not info.has_video:
         raise MediaError(f"{path} has no video stream.")
     width, height = size or (info.width, info.height)
     scale = f",scale={width}:{height}" if size else ""
     command = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(path), "-map", "0:v:0",
                "-vf", f"fps={fps}{scale}", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]  # fmt: skip
+    raw = subprocess.run(command, capture_output=True, check=False).stdout
     frame_bytes = width * height * 3
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as decoder:
-        try:
-            while raw := decoder.stdout.read(frame_bytes):
-                if len(raw) < frame_bytes:
-                    raise MediaError(f"{path} ends inside a frame; the file is truncated.")
-                yield np.frombuffer(raw, np.uint8).reshape(height, width, 3)
-        finally:
-            decoder.kill()
-
-
-def _stack(path: Path, frames: list[np.ndarray]) -> np.ndarray:
-    if not frames:
+    if not raw:
         raise MediaError(f"{path} has a video stream but no frame decodes; the file is corrupt or truncated.")
-    return np.stack(frames)
+    if len(raw) % frame_bytes:
+        raise MediaError(f"{path} ends inside a frame; the file is truncated.")
+    return np.frombuffer(raw, np.uint8).reshape(-1, height, width, 3)
 
 
 def _audio(path: Path, info: MediaInfo, sample_rate: int) -> np.ndarray:
@@ -109,14 +101,9 @@ def _audio(path: Path, info: MediaInfo, sample_rate: int) -> np.ndarray:
     return np.frombuffer(result.stdout, np.float32).copy()
 
 
-def iter_frames(path: str | Path, fps: float = FPS, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
-    """Yields RGB uint8 frames ``[H, W, 3]`` of ``path`` at ``fps``, resized to ``size=(W, H)`` if given."""
-    return _video_frames(Path(path), probe(path), fps, size)
-
-
 def read_video(path: str | Path, fps: float = FPS, size: tuple[int, int] | None = None) -> np.ndarray:
     """All frames of ``path`` at ``fps``: ``[T, H, W, 3]`` uint8. Raises MediaError when none decode."""
-    return _stack(Path(path), list(iter_frames(path, fps, size)))
+    return _video(Path(path), probe(path), fps, size)
 
 
 def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -129,7 +116,7 @@ def read_clip(path: str | Path, fps: float = FPS, sample_rate: int = SAMPLE_RATE
     path = Path(path)
     info = probe(path)
     audio = _audio(path, info, sample_rate)
-    return _stack(path, list(_video_frames(path, info, fps, None))), audio
+    return _video(path, info, fps, None), audio
 
 
 def write_video(
