@@ -34,6 +34,8 @@ class SFEPretraining(LightningModule):
     Audio-branch arguments (``audio_dim`` ... ``mel_bins``) are those of ``SpeechFeatureExtractor``;
     ``memory=False`` is the no-memory ablation (linear projections instead of memory reads). The visual
     encoder is a ResNet-18 of base ``visual_width`` (64 as published) on each of ``frames_per_step`` frames.
+    In training the speaker loss's negatives are the global batch (gathered across DDP ranks); in validation
+    and test they are the device's batch.
     """
 
     def __init__(
@@ -105,7 +107,9 @@ class SFEPretraining(LightningModule):
         sync = self.sync_loss(audio["content"], visual_content)
         clips = torch.arange(batch_size, device=self.device)
         visual_identity = visual_speaker[clips, self.speaker_steps(batch)]  # [B, D]
-        candidates, offset = self.gather_candidates(visual_identity)
+        # Evaluation compares within each device's batch: no per-step collective (ranks may hold different
+        # numbers of evaluation batches) and numbers that do not depend on the device count.
+        candidates, offset = self.gather_candidates(visual_identity) if stage == "train" else (visual_identity, 0)
         speaker = self.speaker_loss(audio["speaker"].mean(dim=1), candidates, offset)
         loss = sync.loss + speaker.loss
         metrics = {
