@@ -1,7 +1,8 @@
 """One SFE training step on a fixed global batch, as 2 DDP processes on the CPU (gloo) or as one process.
 
-    python tests/sfe_ddp.py ddp|single OUT_DIR
+    python tests/sfe_ddp.py single|ddp|uneven OUT_DIR
 
+``ddp`` splits the 8 clips 4 + 4 over the ranks, ``uneven`` 5 + 3 (a short last batch on one rank).
 Writes ``OUT_DIR/rank<k>.pt`` with that rank's loss and, after DDP's gradient averaging, the gradients;
 tests/test_sfe.py checks that the two modes agree. A standalone script because Lightning's DDP launcher
 re-executes ``sys.argv``, which must not be pytest. Two things that would legitimately differ are pinned:
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import torch
 from lightning.pytorch import Callback, Trainer, seed_everything
+from torch.utils.data import DataLoader, Subset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the DDP launcher runs this file as a script
 
@@ -40,6 +42,14 @@ class FixedStepSFE(SFEPretraining):
         return batch["speaker"] % batch["audio"].shape[1]
 
 
+class UnevenSplit(SyntheticSFEData):
+    """Rank 0 trains on the first 5 clips, rank 1 on the last 3, each as one batch."""
+
+    def train_dataloader(self) -> DataLoader:
+        clips = range(5) if self.trainer.global_rank == 0 else range(5, CLIPS)
+        return DataLoader(Subset(self.train_set, clips), batch_size=CLIPS)
+
+
 class RecordStep(Callback):
     """Freezes batch norm before the step; saves the loss and the synchronised gradients before the update."""
 
@@ -63,14 +73,16 @@ class RecordStep(Callback):
 
 
 def main(mode: str, out_dir: Path) -> None:
-    devices = 2 if mode == "ddp" else 1
+    devices = 1 if mode == "single" else 2
     seed_everything(0)
     model = FixedStepSFE(**TINY)
-    data = SyntheticSFEData(steps=4, batch_size=CLIPS // devices, image_size=32, train_clips=CLIPS)
+    data_class = UnevenSplit if mode == "uneven" else SyntheticSFEData
+    data = data_class(steps=4, batch_size=CLIPS // devices, image_size=32, train_clips=CLIPS)
     trainer = Trainer(
         accelerator="cpu",
         devices=devices,
-        strategy="ddp" if mode == "ddp" else "auto",
+        strategy="auto" if mode == "single" else "ddp",
+        use_distributed_sampler=mode != "uneven",
         max_steps=1,
         limit_val_batches=0,
         logger=False,

@@ -158,32 +158,38 @@ def test_bf16_mixed_training_on_cpu_gives_finite_losses():
     assert all(parameter.dtype == torch.float32 for parameter in model.parameters())
 
 
+def run_sfe_ddp(mode: str, out_dir: Path) -> list[dict]:
+    """tests/sfe_ddp.py in a subprocess (Lightning's DDP launcher re-executes sys.argv); the ranks' records."""
+    out_dir.mkdir()
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "sfe_ddp.py"), mode, str(out_dir)],
+        cwd=ROOT,
+        timeout=300,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, f"{mode} run failed:\n{run.stderr[-4000:]}"
+    return [torch.load(path, weights_only=True) for path in sorted(out_dir.glob("rank*.pt"))]
+
+
 def test_ddp_on_two_cpu_processes_matches_one_process_on_the_global_batch(tmp_path):
-    """The 2-rank loss (mean over ranks) and DDP-averaged gradients equal one process's on all 8 clips.
+    """The 2-rank loss (mean over ranks) and DDP-averaged gradients equal one process's on all 8 clips, and
+    with 5 + 3 clips on the ranks the clip-weighted loss still does (the gather pads and drops rows).
 
-    Batch norm is in eval mode in both runs (tests/sfe_ddp.py says why), so only the gather can differ.
+    Batch norm is in eval mode in all runs (tests/sfe_ddp.py says why), so only the gather can differ.
     """
-    results = {}
-    for mode in ("single", "ddp"):
-        out_dir = tmp_path / mode
-        out_dir.mkdir()
-        run = subprocess.run(
-            [sys.executable, str(ROOT / "tests" / "sfe_ddp.py"), mode, str(out_dir)],
-            cwd=ROOT,
-            timeout=300,
-            capture_output=True,
-            text=True,
-        )
-        assert run.returncode == 0, f"{mode} run failed:\n{run.stderr[-4000:]}"
-        results[mode] = [torch.load(path, weights_only=True) for path in sorted(out_dir.glob("rank*.pt"))]
-
-    (single,) = results["single"]
-    ranks = results["ddp"]
+    (single,) = run_sfe_ddp("single", tmp_path / "single")
+    ranks = run_sfe_ddp("ddp", tmp_path / "ddp")
     assert [rank["clips"] for rank in ranks] == [4, 4] and single["clips"] == 8
     torch.testing.assert_close(torch.stack([rank["loss"] for rank in ranks]).mean(), single["loss"])
     for name, grad in single["grads"].items():
         for rank in ranks:
             torch.testing.assert_close(rank["grads"][name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+    uneven = run_sfe_ddp("uneven", tmp_path / "uneven")
+    assert [rank["clips"] for rank in uneven] == [5, 3]
+    weighted = sum(rank["clips"] * rank["loss"] for rank in uneven) / single["clips"]
+    torch.testing.assert_close(weighted, single["loss"])
 
 
 @pytest.fixture(scope="module")
