@@ -14,15 +14,30 @@ NAME ?= $(shell date +%Y%m%d-%H%M%S)
 NAME := $(NAME)
 FAST ?=
 ARGS ?=
+TRAINER ?= $(shell $(PY) -c "import torch; print('gpu' if torch.cuda.is_available() else 'cpu')")
+# Stage targets read DATA; at its default, the embedded corpus's shards, they build it first.
+DEFAULT_DATA := data/shards/synthetic
+DATA ?= $(DEFAULT_DATA)
+STAGE_DATA = $(if $(filter $(DEFAULT_DATA),$(DATA)),$(DEFAULT_DATA)/index.json)
+
+# `make corpus`: the embedded synthetic corpus (README, "The embedded corpus"); FORCE=1 replaces one made
+# with other arguments. The defaults are what `make data` builds when no corpus is given.
+OUT ?= data/corpus/synthetic
+LAYOUT ?= lrs3
+SPEAKERS ?= 8
+CLIPS ?= 6
+SECONDS ?= 4
+SEED ?= 0
+FORCE ?=
+
 # `make data`: CORPUS=synthetic|lrs2|lrs3|voxceleb1|voxceleb2|folder RAW=<corpus root> SHARDS=<out> WORKERS=<n>
 CORPUS ?= synthetic
 RAW ?=
 SHARDS ?= data/shards/$(CORPUS)
 WORKERS ?= 2
-# Stage targets read DATA; its default, the embedded corpus's shards, is built on first use.
-DEFAULT_DATA := data/shards/synthetic
-DATA ?= $(DEFAULT_DATA)
-TRAINER ?= $(shell $(PY) -c "import torch; print('gpu' if torch.cuda.is_available() else 'cpu')")
+
+# `make bench`: BENCH="sfe preprocess ..." for some benchmarks, default all.
+BENCH ?=
 
 # $(call fit,<stage>,<extra flags>): LightningCLI `fit` of conf/<stage>.yaml into runs/<stage>/$(NAME)/.
 define fit
@@ -32,7 +47,7 @@ $(PY) -m experiments.cli fit \
 	--run.name $(NAME) $(2) $(ARGS)
 endef
 
-.PHONY: help setup test test-all lint data clean
+.PHONY: help setup test test-all lint corpus data pretrain-sfe bench clean
 
 help: ## List the targets and the variables they take
 	@echo "Usage: make <target> [DATA=<shards>] [NAME=<run>] [FAST=1] [ARGS=\"--trainer.max_epochs 5\"]"
@@ -56,34 +71,22 @@ lint: setup ## Check the code with ruff
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
+corpus: setup ## Generate the synthetic corpus (OUT, LAYOUT=lrs3|voxceleb2, SPEAKERS, CLIPS, SECONDS, SEED; FORCE=1)
+	$(PY) -m datamodules.synthetic --out $(OUT) --layout $(LAYOUT) --speakers $(SPEAKERS) --clips $(CLIPS) \
+		--seconds $(SECONDS) --seed $(SEED) $(if $(FORCE),--force)
+
 data: setup ## Preprocess a corpus into LitData shards (CORPUS, RAW, SHARDS, WORKERS; resumable)
 	$(PY) -m datamodules.preprocess --corpus $(CORPUS) $(if $(RAW),--raw $(RAW)) --shards $(SHARDS) --workers $(WORKERS)
 
 $(DEFAULT_DATA)/index.json: | $(STAMP)
 	$(PY) -m datamodules.preprocess --corpus synthetic --shards $(DEFAULT_DATA) --workers $(WORKERS)
 
-clean: ## Remove caches (keeps .venv, data/ and runs/)
-	rm -rf .pytest_cache .ruff_cache
-	find . -name __pycache__ -not -path "./.venv/*" -prune -exec rm -rf {} +
-
-# `make corpus`: the embedded synthetic corpus (README, "The embedded corpus"); FORCE=1 replaces one made
-# with other arguments. The defaults are what `make data` builds when no corpus is given.
-OUT ?= data/corpus/synthetic
-LAYOUT ?= lrs3
-SPEAKERS ?= 8
-CLIPS ?= 6
-SECONDS ?= 4
-SEED ?= 0
-FORCE ?=
-.PHONY: corpus
-
-corpus: setup ## Generate the synthetic corpus (OUT, LAYOUT=lrs3|voxceleb2, SPEAKERS, CLIPS, SECONDS, SEED; FORCE=1)
-	$(PY) -m datamodules.synthetic --out $(OUT) --layout $(LAYOUT) --speakers $(SPEAKERS) --clips $(CLIPS) \
-		--seconds $(SECONDS) --seed $(SEED) $(if $(FORCE),--force)
-
-# `make bench`: speed measurements (not tests); each prints a markdown table and writes bench/<name>.json.
-BENCH ?=
-.PHONY: bench
+pretrain-sfe: setup $(STAGE_DATA) ## Stage 1: contrastive SFE pretraining with memory (DATA, NAME, FAST=1, ARGS)
+	$(call fit,sfe,--data.shards $(DATA))
 
 bench: setup ## Run the benchmarks (BENCH="sfe ..." for some, default all); tables printed and saved in bench/
 	$(PY) -m experiments.bench $(BENCH)
+
+clean: ## Remove caches (keeps .venv, data/ and runs/)
+	rm -rf .pytest_cache .ruff_cache
+	find . -name __pycache__ -not -path "./.venv/*" -prune -exec rm -rf {} +

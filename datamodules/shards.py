@@ -95,7 +95,8 @@ class ShardDataModule(LightningDataModule):
             transform=partial(self.sample, train=train, speaker_index=speaker_index),
         )
 
-    def _loader(self, split: str, train: bool) -> StreamingDataLoader:
+    def loader(self, split: str, train: bool) -> StreamingDataLoader:
+        """A loader of ``split`` with training (random windows, shuffled) or evaluation behaviour."""
         return StreamingDataLoader(
             self.dataset(split, train),
             batch_size=self.batch_size,
@@ -105,10 +106,10 @@ class ShardDataModule(LightningDataModule):
         )
 
     def train_dataloader(self) -> StreamingDataLoader:
-        return self._loader("train", train=True)
+        return self.loader("train", train=True)
 
     def val_dataloader(self) -> StreamingDataLoader:
-        return self._loader("val", train=False)
+        return self.loader("val", train=False)
 
     def test_dataloader(self) -> StreamingDataLoader:
-        return self._loader("test", train=False)
+        return self.loader("test", train=False)

@@ -33,7 +33,7 @@ def stage_configs() -> list[Path]:
 
 
 def preset_configs() -> list[Path]:
-    return sorted([CONF / "fast.yaml", *CONF.glob("trainer/*.yaml"), *CONF.glob("fast/*.yaml")])
+    return sorted([CONF / "fast.yaml", *CONF.glob("trainer/*.yaml")])
 
 
 @pytest.mark.parametrize("preset", preset_configs(), ids=lambda path: str(path.relative_to(CONF)))
@@ -48,6 +48,18 @@ def test_every_stage_config_parses_against_its_classes(stage):
     config = parse(*BASE, "--config", str(stage))
     assert config.run.stage == stage.stem
     assert not config.model.class_path.startswith("tests.")
+
+
+@pytest.mark.parametrize("stage", stage_configs(), ids=lambda path: path.name)
+def test_every_stage_parses_with_its_fast_profile(stage):
+    fast = [CONF / "fast.yaml", *([CONF / "fast" / stage.name] if (CONF / "fast" / stage.name).exists() else [])]
+    config = parse(*BASE, "--config", str(stage), *[arg for path in fast for arg in ("--config", str(path))])
+    assert config.trainer.max_epochs is not None and config.run.stage == stage.stem
+
+
+def test_every_fast_profile_belongs_to_a_stage():
+    stages = {path.name for path in stage_configs()}
+    assert {path.name for path in CONF.glob("fast/*.yaml")} <= stages
 
 
 def fit(tmp_path: Path, name: str, *extra: str):
