@@ -146,6 +146,16 @@ def read_manifest(shards: str | Path) -> dict[str, dict]:
     return entries
 
 
+def interleave_speakers(entries: list[dict]) -> list[str]:
+    """Clip ids ordered round-robin over speakers (each speaker's clips in id order), so that the unshuffled
+    batches of validation and test mix speakers, as identity metrics need, instead of holding one speaker."""
+    by_speaker: dict[str, list[str]] = {}
+    for entry in sorted(entries, key=lambda entry: entry["clip"]):
+        by_speaker.setdefault(entry["speaker"], []).append(entry["clip"])
+    rounds = max((len(clips) for clips in by_speaker.values()), default=0)
+    return [clips[turn] for turn in range(rounds) for clips in by_speaker.values() if turn < len(clips)]
+
+
 def _load_record(path: str) -> dict:
     with open(path, "rb") as stream:
         return pickle.load(stream)
@@ -221,7 +231,9 @@ def preprocess(
         (entry for clip_id, entry in manifest.items() if clip_id in current and entry["status"] == "ok"),
         key=lambda entry: entry["clip"],
     )
-    split_clips = {split: [entry["clip"] for entry in usable if entry["split"] == split] for split in SPLITS}
+    split_clips = {
+        split: interleave_speakers([entry for entry in usable if entry["split"] == split]) for split in SPLITS
+    }
     index_path = shards / "index.json"
     previous = json.loads(index_path.read_text())["splits"] if index_path.exists() else {}
     index_path.unlink(missing_ok=True)

@@ -96,14 +96,25 @@ class ShardDataModule(LightningDataModule):
         )
 
     def loader(self, split: str, train: bool) -> StreamingDataLoader:
-        """A loader of ``split`` with training (random windows, shuffled) or evaluation behaviour."""
-        return StreamingDataLoader(
+        """A loader of ``split`` with training (random windows, shuffled) or evaluation behaviour.
+
+        LitData deals clips to every rank and loader worker and drops each one's last partial training batch;
+        a training loader left with no batch at all is an error that says why, not a silent empty epoch.
+        """
+        loader = StreamingDataLoader(
             self.dataset(split, train),
             batch_size=self.batch_size,
             num_workers=self.num_workers,
             drop_last=train,
             persistent_workers=self.num_workers > 0,
         )
+        if train and len(loader) == 0:
+            clips = len(self.index["splits"][split]) if self.index else "too few"
+            raise ShardsError(
+                f"{self.shards} has {clips} {split} clips, fewer than batch_size {self.batch_size} for each of the "
+                f"{max(self.num_workers, 1)} loader workers on each device; lower data.batch_size or num_workers."
+            )
+        return loader
 
     def train_dataloader(self) -> StreamingDataLoader:
         return self.loader("train", train=True)

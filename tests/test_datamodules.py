@@ -115,3 +115,10 @@ def test_two_ranks_stream_disjoint_clips(synthetic_shards, monkeypatch):
 def test_unfinished_shards_folder_is_a_clear_error(tmp_path):
     with pytest.raises(ShardsError, match=f"{tmp_path} is not a finished shards folder"):
         SFEDataModule(str(tmp_path), num_workers=0).setup("fit")
+
+
+def test_a_training_split_too_small_for_one_batch_is_a_clear_error(synthetic_shards):
+    datamodule = SFEDataModule(str(synthetic_shards), batch_size=64, num_workers=0)
+    datamodule.setup("fit")
+    with pytest.raises(ShardsError, match="fewer than batch_size 64 for each of the 1 loader workers"):
+        datamodule.train_dataloader()

@@ -40,6 +40,10 @@ def test_manifest_and_index_describe_every_clip(synthetic_corpus, synthetic_shar
     assert sum(map(len, index["splits"].values())) == len(manifest)
     for split, clip_ids in index["splits"].items():
         assert len(StreamingDataset(str(synthetic_shards / split))) == len(clip_ids)
+    for clip_ids in index["splits"].values():
+        speakers = [manifest[clip]["speaker"] for clip in clip_ids]
+        leading = speakers[: len(set(speakers))]
+        assert len(set(leading)) == len(leading), "evaluation batches start with one clip of every speaker"
     test_speakers = {manifest[clip]["speaker"] for clip in index["splits"]["test"]}
     train_speakers = {manifest[clip]["speaker"] for clip in index["splits"]["train"]}
     assert test_speakers and not test_speakers & train_speakers, "splits are by speaker"
@@ -122,3 +126,9 @@ def test_parallel_workers_give_the_same_shards(corpus_with_bad_clips, tmp_path):
 def test_cli_reports_a_missing_corpus_in_one_sentence(tmp_path, capsys):
     assert preprocessing.main(["--corpus", "lrs3", "--raw", str(tmp_path / "none"), "--shards", str(tmp_path)]) == 1
     assert capsys.readouterr().err.strip() == f"error: The corpus folder {tmp_path / 'none'} does not exist."
+
+
+def test_speakers_are_interleaved_round_robin():
+    entries = [{"clip": f"{speaker}/{n}", "speaker": speaker} for speaker in "ba" for n in range(3)]
+    entries.append({"clip": "c/0", "speaker": "c"})
+    assert preprocessing.interleave_speakers(entries) == ["a/0", "b/0", "c/0", "a/1", "b/1", "a/2", "b/2"]
