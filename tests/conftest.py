@@ -24,3 +24,15 @@ def synthetic_shards(synthetic_corpus, tmp_path_factory) -> Path:
     shards = tmp_path_factory.mktemp("shards") / "synthetic"
     preprocess(synthetic_corpus, "lrs3", shards, workers=2, progress=False)
     return shards
+
+
+@pytest.fixture(scope="session")
+def embedded_shards(tmp_path_factory) -> Path:
+    """The embedded default corpus (what `make data` builds: 8 speakers x 6 clips x 4 s) as shards."""
+    from datamodules.preprocess import preprocess
+    from datamodules.synthetic import ensure_default_corpus
+
+    root = tmp_path_factory.mktemp("embedded")
+    shards = root / "shards"
+    preprocess(ensure_default_corpus(root / "corpus"), "lrs3", shards, workers=2, progress=False)
+    return shards
