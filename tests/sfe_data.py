@@ -11,6 +11,18 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
+# A tiny SFEPretraining: fast enough for many steps in a test.
+TINY = dict(
+    audio_dim=32,
+    audio_width=8,
+    gru_hidden=32,
+    feature_dim=16,
+    memory_slots=16,
+    memory_hidden=32,
+    visual_width=8,
+    visual_hidden=32,
+)
+
 
 class SyntheticClips(Dataset):
     """``clips`` deterministic clips of ``steps`` steps; ``speakers`` speakers with their own voice and face."""

@@ -20,19 +20,9 @@ from torch.utils.data import DataLoader, Subset
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the DDP launcher runs this file as a script
 
 from lightning_modules.sfe import SFEPretraining  # noqa: E402
-from tests.sfe_data import SyntheticSFEData  # noqa: E402
+from tests.sfe_data import TINY, SyntheticSFEData  # noqa: E402
 
 CLIPS = 8  # the global batch
-TINY = dict(
-    audio_dim=32,
-    audio_width=8,
-    gru_hidden=32,
-    feature_dim=16,
-    memory_slots=16,
-    memory_hidden=32,
-    visual_width=8,
-    visual_hidden=32,
-)
 
 
 class FixedStepSFE(SFEPretraining):

@@ -16,21 +16,11 @@ from experiments.cli import MACLCLI
 from lightning_modules.checkpoints import STAGE_KEY, CheckpointError
 from lightning_modules.nets.sfe import SpeechFeatureExtractor
 from lightning_modules.sfe import SFEPretraining, load_speech_feature_extractor
-from tests.sfe_data import SyntheticClips, SyntheticSFEData
+from tests.sfe_data import TINY, SyntheticClips, SyntheticSFEData
 from tests.toy import ToyData, ToyRegression
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
-TINY = dict(
-    audio_dim=32,
-    audio_width=8,
-    gru_hidden=32,
-    feature_dim=16,
-    memory_slots=16,
-    memory_hidden=32,
-    visual_width=8,
-    visual_hidden=32,
-)
 
 
 def quiet_trainer(**kwargs) -> Trainer:
@@ -46,38 +36,24 @@ def quiet_trainer(**kwargs) -> Trainer:
     return Trainer(**{**defaults, **kwargs})
 
 
-def cli_fit(tmp_path: Path, name: str, *extra: str) -> MACLCLI:
-    """`make pretrain-sfe FAST=1` on synthetic tensors (the stage config, the FAST profile, a test DataModule),
-    cut to 2 epochs of 2 batches with validation after each."""
+def fast_fit(tmp_path: Path, name: str, *extra: str) -> MACLCLI:
+    """What `make pretrain-sfe FAST=1` runs (base, CPU trainer, stage config, FAST profiles), into ``tmp_path``."""
     args = ["fit"]
     for config in ("base.yaml", "trainer/cpu.yaml", "sfe.yaml", "fast.yaml", "fast/sfe.yaml"):
         args += ["--config", str(CONF / config)]
-    args += [
-        "--data",
-        "tests.sfe_data.SyntheticSFEData",
-        "--data.steps",
-        "4",
-        "--data.image_size",
-        "32",
-        "--data.train_clips",
-        "16",
-        "--data.val_clips",
-        "8",
-        "--run.root",
-        str(tmp_path),
-        "--run.name",
-        name,
-        "--trainer.max_epochs",
-        "2",
-        "--trainer.check_val_every_n_epoch",
-        "1",
-        *extra,
-    ]
     try:
-        return MACLCLI(args=args)
+        return MACLCLI(args=[*args, "--run.root", str(tmp_path), "--run.name", name, *extra])
     finally:
         if wandb.run is not None:
             wandb.finish()
+
+
+def cli_fit(tmp_path: Path, name: str, *extra: str) -> MACLCLI:
+    """The FAST fit on synthetic tensors (a test DataModule), cut to 2 epochs of 2 batches, validating each."""
+    synthetic = ["--data", "tests.sfe_data.SyntheticSFEData", "--data.steps", "4", "--data.image_size", "32",
+                 "--data.train_clips", "16", "--data.val_clips", "8"]  # fmt: skip
+    epochs = ["--trainer.max_epochs", "2", "--trainer.check_val_every_n_epoch", "1"]
+    return fast_fit(tmp_path, name, *synthetic, *epochs, *extra)
 
 
 def fixed_batch(steps: int = 4, clips: int = 3, image_size: int = 32) -> dict:
@@ -268,15 +244,7 @@ def test_fast_pretraining_on_the_embedded_corpus_learns_sync_and_identity(embedd
     top-1 reaches 3x chance and beats the same model given time-shuffled audio. Identity top-1 beats chance
     on the training speakers' clips (fixed windows, no augmentation): the embedded corpus pairs each
     speaker's voice with a face at random, so cross-modal identity cannot carry over to unseen speakers."""
-    args = ["fit"]
-    for config in ("base.yaml", "trainer/cpu.yaml", "sfe.yaml", "fast.yaml", "fast/sfe.yaml"):
-        args += ["--config", str(CONF / config)]
-    args += ["--data.shards", str(embedded_shards), "--run.root", str(tmp_path), "--run.name", "fast"]
-    try:
-        model = MACLCLI(args=args).model.eval()
-    finally:
-        if wandb.run is not None:
-            wandb.finish()
+    model = fast_fit(tmp_path, "fast", "--data.shards", str(embedded_shards)).model.eval()
 
     steps, batch_size = 8, 8
     data = SFEDataModule(str(embedded_shards), steps=steps, batch_size=batch_size, num_workers=0, augment=False)
