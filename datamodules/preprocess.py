@@ -205,14 +205,18 @@ def preprocess(
     ]
     jobs = [(clip, shards) for clip in pending]
     bar = tqdm(total=len(jobs), desc=f"preprocess {shards.name}", unit="clip", disable=not progress or not jobs)
+    skipped = sum(entry["status"] == "skipped" for entry in manifest.values())
     with open(shards / "manifest.jsonl", "a") as manifest_file:
 
         def record(entry: dict) -> None:
+            nonlocal skipped
+            previous = manifest.get(entry["clip"], {"status": "new"})
+            skipped += (entry["status"] == "skipped") - (previous["status"] == "skipped")
             manifest[entry["clip"]] = entry
             manifest_file.write(json.dumps(entry) + "\n")
             manifest_file.flush()
             bar.update()
-            bar.set_postfix(skipped=sum(entry["status"] == "skipped" for entry in manifest.values()))
+            bar.set_postfix(skipped=skipped)
 
         if workers == 0:
             for job in jobs:

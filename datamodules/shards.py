@@ -36,7 +36,8 @@ def window_start(length: int, span: int, valid: np.ndarray, train: bool) -> int:
     """First frame of a window of ``span`` frames in a clip of ``length``: random in training, centred otherwise,
     preferring windows whose frames are all valid (face found or short gap)."""
     starts = np.arange(max(length - span, 0) + 1)
-    all_valid = np.array([valid[start : start + span].all() for start in starts])
+    invalid_before = np.concatenate([[0], np.cumsum(~valid)])  # [length + 1]: invalid frames before each index
+    all_valid = invalid_before[np.minimum(starts + span, length)] == invalid_before[starts]
     candidates = starts[all_valid] if all_valid.any() else starts
     if train:
         return int(candidates[torch.randint(len(candidates), ()).item()])
