@@ -167,3 +167,155 @@ def write_video(
         writer.close()
     partial.replace(path)
     return path
+
+
+# Streaming input and output for generation: a speech file of any length and a video written frame by frame.
+
+MIN_SPEECH_SECONDS = 0.5
+SILENT_PEAK = 1e-4  # speech whose absolute peak stays below this is silent
+_SCAN_BLOCK = 1 << 20  # samples read at a time when a whole speech file is scanned
+
+
+@dataclass(frozen=True)
+class Speech:
+    """A speech recording decoded to a 16 kHz mono float32 WAV file (``wav``), read in pieces on demand so
+    that a long recording never has to fit in memory; ``source`` is the file the user gave."""
+
+    source: Path
+    wav: Path
+    samples: int
+
+    @property
+    def seconds(self) -> float:
+        return self.samples / SAMPLE_RATE
+
+    @property
+    def frames(self) -> int:
+        """Video frames at 25 fps that cover the speech: the video is at most one frame longer than it."""
+        return -(-self.samples // (SAMPLE_RATE // FPS))
+
+    def read(self, start: int, count: int) -> np.ndarray:
+        """Samples ``[count]`` float32 from ``start``; zeros before the start and after the end."""
+        out = np.zeros(count, np.float32)
+        first, last = max(start, 0), min(start + count, self.samples)
+        if last > first:
+            with soundfile.SoundFile(self.wav) as stream:
+                stream.seek(first)
+                out[first - start : last - start] = stream.read(last - first, dtype="float32")
+        return out
+
+
+def decode_speech(path: str | Path, wav: str | Path) -> Speech:
+    """Decodes the first audio stream of ``path`` (any format, rate and channel count ffmpeg reads) into a
+    16 kHz mono float32 WAV at ``wav``; raises MediaError with one sentence when the file cannot be read, holds
+    no audio, lasts under 0.5 s or is silent."""
+    path, wav = Path(path), Path(wav)
+    info = probe(path)
+    if not info.has_audio:
+        raise MediaError(f"{path} has no audio track.")
+    result = _ffmpeg("-v", "error", "-y", "-i", str(path), "-map", "0:a:0", "-ac", "1", "-ar", str(SAMPLE_RATE),
+                     "-c:a", "pcm_f32le", "-f", "wav", str(wav))  # fmt: skip
+    if result.returncode != 0 or not wav.is_file():
+        raise MediaError(f"{path}: the audio does not decode ({_last_error_line(result.stderr)}).")
+    samples = soundfile.info(str(wav)).frames
+    if samples < MIN_SPEECH_SECONDS * SAMPLE_RATE:
+        raise MediaError(
+            f"{path} holds {samples / SAMPLE_RATE:.2f} s of audio; at least {MIN_SPEECH_SECONDS:g} s are needed."
+        )
+    peak = 0.0
+    for block in soundfile.blocks(str(wav), blocksize=_SCAN_BLOCK, dtype="float32"):
+        peak = max(peak, float(np.abs(block).max(initial=0.0)))
+        if peak >= SILENT_PEAK:
+            break
+    if peak < SILENT_PEAK:
+        raise MediaError(f"{path} is silent (its loudest sample is {peak:.1e} of full scale).")
+    return Speech(path, wav, samples)
+
+
+class VideoStreamWriter:
+    """Writes RGB uint8 frames ``[H, W, 3]`` one at a time as H.264 (yuv420p, 25 fps) through a streaming ffmpeg,
+    muxing ``audio`` (any file ffmpeg reads) as AAC, so that no more than one frame is held.
+
+    The video is written to a hidden partial file beside ``path`` and renamed to ``path`` by :meth:`close`;
+    :meth:`abort` (or an exception inside a ``with`` block) removes it, so a failed run leaves no file behind.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        width: int,
+        height: int,
+        audio: str | Path | None = None,
+        fps: float = FPS,
+        crf: int = 18,
+        preset: str = "veryfast",
+    ):
+        if width % 2 or height % 2:
+            raise ValueError(f"H.264 in yuv420p needs even frame sides, got {width}x{height}")
+        self.path = Path(path)
+        self.size = (height, width)
+        self.frames = 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(
+            dir=self.path.parent, prefix=f".{self.path.stem}.partial-", suffix=self.path.suffix, delete=False
+        ) as placeholder:
+            self.partial = Path(placeholder.name)
+        self._log = tempfile.TemporaryFile()
+        command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-y", "-f", "rawvideo",
+                   "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps), "-i", "-"]  # fmt: skip
+        if audio is not None:
+            command += ["-i", str(audio), "-map", "0:v:0", "-map", "1:a:0", "-c:a", "aac", "-b:a", "128k"]
+        command += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(crf), "-preset", preset,
+                    "-movflags", "+faststart", "-f", "mp4", str(self.partial)]  # fmt: skip
+        self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log)
+
+    def write(self, frame: np.ndarray) -> None:
+        """Sends one RGB uint8 frame ``[H, W, 3]`` to the encoder."""
+        if frame.shape != (*self.size, 3) or frame.dtype != np.uint8:
+            raise ValueError(f"frames must be {(*self.size, 3)} uint8, got {frame.shape} {frame.dtype}")
+        try:
+            self._process.stdin.write(np.ascontiguousarray(frame).data)
+        except BrokenPipeError as error:
+            raise MediaError(f"ffmpeg stopped while writing {self.path} ({self._error()}).") from error
+        self.frames += 1
+
+    def _error(self) -> str:
+        self._log.seek(0)
+        return _last_error_line(self._log.read())
+
+    def close(self) -> Path:
+        """Finishes the file and moves it to ``path``; raises MediaError (and removes it) if ffmpeg failed."""
+        try:
+            self._process.stdin.close()
+        except BrokenPipeError:
+            pass
+        code = self._process.wait()
+        if code != 0 or self.frames == 0:
+            reason = self._error() if code != 0 else "no frames were written"
+            self.abort()
+            raise MediaError(f"{self.path} could not be written ({reason}).")
+        self._log.close()
+        self.partial.replace(self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Stops ffmpeg and removes the partial file."""
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        if self._process.stdin and not self._process.stdin.closed:
+            try:
+                self._process.stdin.close()
+            except BrokenPipeError:
+                pass
+        self._log.close()
+        self.partial.unlink(missing_ok=True)
+
+    def __enter__(self) -> "VideoStreamWriter":
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
