@@ -260,6 +260,7 @@ class VideoStreamWriter:
             dir=self.path.parent, prefix=f".{self.path.stem}.partial-", suffix=self.path.suffix, delete=False
         ) as placeholder:
             self.partial = Path(placeholder.name)
+        self.partial.chmod(0o644)  # a temporary file is private; the video is not
         self._log = tempfile.TemporaryFile()
         command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-y", "-f", "rawvideo",
                    "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps), "-i", "-"]  # fmt: skip
