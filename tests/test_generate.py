@@ -1,0 +1,307 @@
+"""Generation: photo loading and face finding, speech in any format, chunked processing, the streaming writer,
+paste-back, bad input (one sentence, exit status 1, no output file), and the whole chain on tiny models."""
+
+import subprocess
+from pathlib import Path
+
+import cv2
+import imageio_ffmpeg
+import numpy as np
+import pytest
+import soundfile
+from PIL import Image
+from skimage import data
+
+from datamodules import face
+from datamodules.media import SAMPLE_RATE, MediaError, VideoStreamWriter, decode_speech, probe, read_audio
+from datamodules.photo import PhotoError, load_photo, load_reference, reference_from_photo
+from experiments import generate as generation
+from experiments.streaming import audio_features, landmark_chunks, whole_audio_features
+
+FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def _speech_like(seconds: float, rate: int, seed: int = 0) -> np.ndarray:
+    """A voiced tone at 140 Hz with harmonics, loud in syllables of about 200 ms and quiet between them."""
+    t = np.arange(int(seconds * rate)) / rate
+    voice = sum(np.sin(2 * np.pi * 140 * k * t) / k for k in range(1, 8))
+    envelope = np.clip(np.sin(2 * np.pi * 2.5 * t + seed), 0, None) ** 2
+    return (0.2 * voice * envelope).astype(np.float32)
+
+
+def _encode(source: Path, target: Path, *flags: str) -> Path:
+    subprocess.run([FFMPEG, "-v", "error", "-y", "-i", str(source), *flags, str(target)], check=True)
+    return target
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> np.ndarray:
+    return data.astronaut()
+
+
+@pytest.fixture(scope="module")
+def speech_wav(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("speech") / "speech.wav"
+    soundfile.write(path, _speech_like(3.0, SAMPLE_RATE), SAMPLE_RATE)
+    return path
+
+
+# Photos
+
+
+def test_jpeg_and_png_load_alike_and_give_the_face(tmp_path, astronaut):
+    Image.fromarray(astronaut).save(tmp_path / "a.png")
+    Image.fromarray(astronaut).save(tmp_path / "a.jpg", quality=95)
+    png, jpeg = load_photo(tmp_path / "a.png"), load_photo(tmp_path / "a.jpg")
+    assert png.shape == jpeg.shape == astronaut.shape and png.dtype == np.uint8
+    assert np.array_equal(png, astronaut) and np.abs(jpeg.astype(int) - astronaut).mean() < 3
+    boxes = [load_reference(tmp_path / name).box.as_array() for name in ("a.png", "a.jpg")]
+    assert np.abs(boxes[0] - boxes[1]).max() < 3
+    centre_x, centre_y, side = boxes[0]
+    assert 180 < centre_x < 280 and 60 < centre_y < 190 and 100 < side < 220  # the astronaut's face
+
+
+def test_exif_orientation_is_honoured(tmp_path, astronaut):
+    stored = np.ascontiguousarray(np.rot90(astronaut[:, :400]))  # turned 90 degrees anticlockwise on disk
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    Image.fromarray(stored).save(tmp_path / "turned.jpg", quality=95, exif=exif)
+    upright = load_photo(tmp_path / "turned.jpg")
+    assert upright.shape == astronaut[:, :400].shape
+    assert np.abs(upright.astype(int) - astronaut[:, :400]).mean() < 3
+    reference = load_reference(tmp_path / "turned.jpg")
+    eyes = reference.landmarks[[36, 45], :2]
+    assert abs(eyes[0, 1] - eyes[1, 1]) < 0.25 * abs(eyes[0, 0] - eyes[1, 0])  # eyes level: the face is upright
+
+
+def test_grayscale_photo_works(tmp_path, astronaut):
+    gray = cv2.cvtColor(astronaut, cv2.COLOR_RGB2GRAY)
+    Image.fromarray(gray).save(tmp_path / "gray.png")
+    photo = load_photo(tmp_path / "gray.png")
+    assert photo.shape == astronaut.shape and np.array_equal(photo[..., 0], photo[..., 2])
+    reference = load_reference(tmp_path / "gray.png")
+    assert reference.crop.shape == (256, 256, 3)
+
+
+def test_group_photo_takes_the_largest_face_and_says_so(astronaut):
+    head = astronaut[:300, 100:400]
+    canvas = np.full((1000, 1400, 3), 110, np.uint8)
+    canvas[600:800, 1000:1200] = cv2.resize(head, (200, 200), interpolation=cv2.INTER_AREA)
+    canvas[100:400, 100:400] = head
+    reference = reference_from_photo(canvas, "group.jpg")
+    assert 150 < reference.box.centre_x < 350 and 150 < reference.box.centre_y < 350  # the larger face
+    assert len(reference.notes) == 1 and "2 faces" in reference.notes[0] and "largest" in reference.notes[0]
+
+
+def test_small_face_is_upsampled_with_a_warning(astronaut):
+    canvas = np.full((900, 1200, 3), 110, np.uint8)
+    canvas[500:700, 700:900] = cv2.resize(astronaut[:300, 100:400], (200, 200), interpolation=cv2.INTER_AREA)
+    reference = reference_from_photo(canvas, "small.jpg")
+    assert 700 < reference.box.centre_x < 900 and reference.box.side < 150
+    assert reference.crop.shape == (256, 256, 3)
+    assert len(reference.warnings) == 1 and "soft" in reference.warnings[0] and "small.jpg" in reference.warnings[0]
+    large = reference_from_photo(cv2.resize(astronaut, (1024, 1024)), "large.jpg")
+    assert large.warnings == []
+
+
+def test_reference_matches_preprocessing_conventions(astronaut):
+    reference = reference_from_photo(astronaut)
+    box = face.face_crop_box(reference.landmarks[None], np.ones(1, bool))
+    assert reference.box == box
+    assert np.allclose(reference.crop_landmarks, box.to_crop(reference.landmarks, 256), atol=1e-4)
+    back = face.unregister(reference.registered, reference.pose, depth=reference.depth)
+    assert np.allclose(back, reference.crop_landmarks, atol=1e-3)
+
+
+def test_no_face_and_unreadable_images_are_one_sentence(tmp_path):
+    Image.fromarray(data.coffee()).save(tmp_path / "coffee.png")
+    with pytest.raises(face.NoFaceError, match=r"^No face was found in .*coffee\.png;[^\n]*\.$"):
+        load_reference(tmp_path / "coffee.png")
+    (tmp_path / "notes.jpg").write_text("not an image")
+    with pytest.raises(PhotoError, match=r"notes\.jpg is not a readable image"):
+        load_photo(tmp_path / "notes.jpg")
+    with pytest.raises(PhotoError, match=r"missing\.jpg does not exist"):
+        load_photo(tmp_path / "missing.jpg")
+
+
+# Speech
+
+
+@pytest.mark.parametrize(
+    ("name", "rate", "channels", "flags"),
+    [
+        ("stereo.wav", 44_100, 2, ()),
+        ("mono.mp3", 22_050, 1, ("-c:a", "libmp3lame", "-b:a", "128k")),
+        ("narrow.m4a", 8_000, 1, ("-c:a", "aac")),
+        ("surround.flac", 48_000, 6, ("-c:a", "flac")),
+        ("voice.ogg", 48_000, 2, ("-c:a", "libopus")),
+    ],
+)
+def test_speech_in_any_format_becomes_16k_mono(tmp_path, name, rate, channels, flags):
+    signal = _speech_like(2.0, rate)
+    source = tmp_path / f"source-{name}.wav"
+    soundfile.write(source, np.stack([signal * (0.5 + 0.5 * c / channels) for c in range(channels)], 1), rate)
+    path = source if not flags else _encode(source, tmp_path / name, *flags)
+    speech = decode_speech(path, tmp_path / "decoded.wav")
+    assert soundfile.info(str(speech.wav)).samplerate == SAMPLE_RATE and soundfile.info(str(speech.wav)).channels == 1
+    assert abs(speech.seconds - 2.0) < 0.04
+    assert speech.frames == -(-speech.samples // 640)
+    expected = _speech_like(2.0, SAMPLE_RATE)
+    decoded = speech.read(0, speech.samples)
+    lag = int(np.argmax(np.correlate(decoded[4000:20000], expected[4000:20000], "full"))) - 15_999
+    assert abs(lag) < 200  # not shifted by more than about 12 ms (codec priming)
+    envelope = [np.abs(x[: len(x) // 400 * 400]).reshape(-1, 400).mean(1) for x in (decoded, expected)]
+    length = min(map(len, envelope))
+    assert np.corrcoef(envelope[0][:length], envelope[1][:length])[0, 1] > 0.95
+
+
+def test_speech_reads_past_its_ends_as_zeros(speech_wav, tmp_path):
+    speech = decode_speech(speech_wav, tmp_path / "s.wav")
+    whole = read_audio(speech_wav)
+    piece = speech.read(-100, 300)
+    assert np.all(piece[:100] == 0) and np.allclose(piece[100:], whole[:200])
+    assert np.all(speech.read(speech.samples - 10, 50)[10:] == 0)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("silent.wav", np.zeros(SAMPLE_RATE * 2, np.float32), r"silent\.wav is silent"),
+        ("short.wav", _speech_like(0.3, SAMPLE_RATE), r"short\.wav holds 0\.30 s of audio; at least 0\.5 s"),
+        ("garbage.wav", None, r"garbage\.wav is not a readable media file"),
+        ("absent.wav", "missing", r"absent\.wav does not exist"),
+    ],
+)
+def test_bad_speech_is_one_sentence(tmp_path, name, content, message):
+    path = tmp_path / name
+    if isinstance(content, np.ndarray):
+        soundfile.write(path, content, SAMPLE_RATE)
+    elif content is None:
+        path.write_bytes(b"RIFF\x00\x00garbage" * 50)
+    with pytest.raises(MediaError, match=message):
+        decode_speech(path, tmp_path / "out.wav")
+
+
+# Chunked processing
+
+
+def test_chunked_mel_windows_equal_whole_processing(speech_wav, tmp_path):
+    speech = decode_speech(speech_wav, tmp_path / "s.wav")
+    whole = whole_audio_features(speech.read(0, speech.samples))
+    assert whole.shape == (speech.frames, 20, 80)
+    for size in (1, 7, 30):
+        parts = [
+            audio_features(speech, start, min(start + size, speech.frames)) for start in range(0, speech.frames, size)
+        ]
+        assert np.array_equal(np.concatenate(parts), whole)
+
+
+def test_landmark_chunks_equal_whole_processing_and_join_smoothly(speech_wav, tmp_path):
+    speech = decode_speech(speech_wav, tmp_path / "s.wav")
+    rng = np.random.default_rng(0)
+    projection = rng.normal(size=(20 * 80, 68 * 3)).astype(np.float32) / 40
+
+    def per_frame(windows: np.ndarray, index: int):  # a model without memory: chunking must change nothing
+        features = windows[0].reshape(len(windows[0]), -1) @ projection
+        return features.reshape(-1, 68, 3), features[:, :6]
+
+    whole_registered, whole_pose = per_frame(whole_audio_features(speech.read(0, speech.samples))[None], 0)
+    chunks = list(landmark_chunks(speech, per_frame, chunk=20, overlap=5))
+    assert [part.start for part in chunks] == list(range(0, speech.frames, 20))
+    assert np.allclose(np.concatenate([part.registered for part in chunks]), whole_registered, atol=1e-5)
+    assert np.allclose(np.concatenate([part.pose for part in chunks]), whole_pose, atol=1e-5)
+
+    def offset_per_chunk(windows: np.ndarray, index: int):  # each chunk disagrees: the joins must fade, not jump
+        registered, pose = per_frame(windows, index)
+        return registered + 10.0 * index, pose
+
+    track = np.concatenate([part.registered for part in landmark_chunks(speech, offset_per_chunk, 20, 5)])
+    jumps = np.abs(np.diff(track[:, 0, 0] - whole_registered[:, 0, 0]))
+    assert jumps.max() < 10.0 / 4  # 10 spread over the 5 frames of overlap
+
+
+# Writing
+
+
+def test_streaming_writer_muxes_audio_and_leaves_nothing_on_failure(speech_wav, tmp_path):
+    speech = decode_speech(speech_wav, tmp_path / "s.wav")
+    out = tmp_path / "video" / "out.mp4"
+    with VideoStreamWriter(out, 64, 48, audio=speech.wav) as writer:
+        for index in range(speech.frames):
+            writer.write(np.full((48, 64, 3), index * 3 % 256, np.uint8))
+    info = probe(out)
+    assert info.has_audio and info.has_video and (info.width, info.height, info.fps) == (64, 48, 25.0)
+    assert abs(info.duration - speech.seconds) <= 0.04 + 0.03  # within a frame (and AAC's last packet)
+    assert sorted(path.name for path in out.parent.iterdir()) == ["out.mp4"]
+    assert oct(out.stat().st_mode & 0o777) == "0o644"
+    with pytest.raises(RuntimeError), VideoStreamWriter(tmp_path / "video" / "failed.mp4", 64, 48) as writer:
+        writer.write(np.zeros((48, 64, 3), np.uint8))
+        raise RuntimeError("interrupted")
+    assert sorted(path.name for path in out.parent.iterdir()) == ["out.mp4"]
+
+
+def test_paste_region_equals_pasting_into_the_whole_photo(astronaut):
+    reference = reference_from_photo(astronaut)
+    crop = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    whole = reference.box.paste(reference.photo, crop, 0.1).astype(int)
+    local = generation.paste_region(reference, crop, 0.1)
+    changed = np.any(whole != reference.photo, axis=2)
+    assert changed.mean() > 0.05 and np.array_equal(local[~changed], reference.photo[~changed])
+    # the same pixels up to OpenCV's 1/32-pixel fixed-point interpolation, which depends on the origin
+    assert np.abs(local - whole).mean() < 0.05 and np.abs(local - whole).max() <= 8
+
+
+# Bad input through the command line: one sentence, exit status 1, no output file
+
+
+def _run_main(capsys, out: Path, **arguments) -> tuple[int, str]:
+    argv = [f"--{key}={value}" for key, value in arguments.items()] + [f"--out={out}", "--no-progress"]
+    code = generation.main(argv)
+    return code, capsys.readouterr().err.strip()
+
+
+@pytest.fixture
+def good_inputs(tmp_path, astronaut, speech_wav) -> dict:
+    Image.fromarray(astronaut).save(tmp_path / "face.png")
+    (tmp_path / "any.ckpt").write_bytes(b"read only after the inputs are checked")
+    return {"image": tmp_path / "face.png", "audio": speech_wav, "mdn": tmp_path / "any.ckpt",
+            "renderer": tmp_path / "any.ckpt"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"image": "coffee.png"}, r"^error: No face was found in .*coffee\.png;"),
+        ({"image": "notes.jpg"}, r"^error: The image .*notes\.jpg is not a readable image"),
+        ({"audio": "silent.wav"}, r"^error: .*silent\.wav is silent"),
+        ({"audio": "short.wav"}, r"^error: .*short\.wav holds 0\.30 s of audio"),
+        ({"audio": "garbage.m4a"}, r"^error: .*garbage\.m4a is not a readable media file"),
+        ({"audio": "face.png"}, r"^error: .*face\.png has no audio track"),
+        ({"mdn": "runs/mdn/latest"}, r"^error: No landmark MDN checkpoint at .*; train one with `make train-mdn`"),
+        ({"renderer": "nowhere"}, r"^error: No face renderer checkpoint at .*nowhere; train one with `make train-rend"),
+        ({"mode": "loud"}, r"invalid choice"),
+        ({"mode": "max", "samples": 3}, r"^error: --samples 3 needs --mode sample"),
+    ],
+)
+def test_bad_input_is_one_sentence_and_leaves_no_file(tmp_path, capsys, good_inputs, change, message):
+    Image.fromarray(data.coffee()).save(tmp_path / "coffee.png")
+    (tmp_path / "notes.jpg").write_text("not an image")
+    (tmp_path / "garbage.m4a").write_bytes(np.random.default_rng(0).integers(0, 256, 5000, np.uint8).tobytes())
+    soundfile.write(tmp_path / "silent.wav", np.zeros(SAMPLE_RATE, np.float32), SAMPLE_RATE)
+    soundfile.write(tmp_path / "short.wav", _speech_like(0.3, SAMPLE_RATE), SAMPLE_RATE)
+    arguments = {**good_inputs}
+    for key, value in change.items():
+        arguments[key] = value if key in ("mode", "samples") or "/" in str(value) else tmp_path / value
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    if change.get("mode") == "loud":
+        with pytest.raises(SystemExit) as exit_info:
+            _run_main(capsys, out_dir / "video.mp4", **arguments)
+        assert exit_info.value.code == 2
+        return
+    code, error = _run_main(capsys, out_dir / "video.mp4", **arguments)
+    assert code == 1
+    lines = [line for line in error.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].endswith("."), error
+    assert __import__("re").search(message, lines[0]), lines[0]
+    assert list(out_dir.iterdir()) == []
