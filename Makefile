@@ -36,6 +36,18 @@ RAW ?=
 SHARDS ?= data/shards/$(CORPUS)
 WORKERS ?= 2
 
+# `make generate`: IMAGE=<photo> AUDIO=<speech> OUT=<video.mp4> [MODE=max|mean|sample SAMPLES=<K> SEED=<s>
+# MDN=<checkpoint or run folder> RENDERER=<...>]. OUT is shared with `make corpus`, so its default there is not used.
+IMAGE ?=
+AUDIO ?=
+MODE ?= max
+SAMPLES ?= 1
+MDN ?= runs/mdn/latest
+RENDERER ?= runs/renderer/latest
+GENERATE_OUT = $(if $(filter command line environment,$(origin OUT)),$(OUT),outputs/video.mp4)
+# `make demo`: the FAST=1 runs it trains (or reuses) are runs/<stage>/$(DEMO_RUN).
+DEMO_RUN ?= demo
+
 # `make bench`: BENCH="sfe preprocess ..." for some benchmarks, default all.
 BENCH ?=
 
@@ -47,7 +59,7 @@ $(PY) -m experiments.cli fit \
 	--run.name $(NAME) $(2) $(ARGS)
 endef
 
-.PHONY: help setup test test-all lint corpus data pretrain-sfe bench clean
+.PHONY: help setup test test-all lint corpus data pretrain-sfe generate demo bench clean
 
 help: ## List the targets and the variables they take
 	@echo "Usage: make <target> [DATA=<shards>] [NAME=<run>] [FAST=1] [ARGS=\"--trainer.max_epochs 5\"]"
@@ -83,6 +95,27 @@ $(DEFAULT_DATA)/index.json: | $(STAMP)
 
 pretrain-sfe: setup $(STAGE_DATA) ## Stage 1: contrastive SFE pretraining with memory (DATA, NAME, FAST=1, ARGS)
 	$(call fit,sfe,--data.shards $(DATA))
+
+generate: setup ## A talking-head video: IMAGE=<photo> AUDIO=<speech> OUT=<video.mp4> [MODE SAMPLES SEED MDN RENDERER]
+	@test -n "$(IMAGE)" -a -n "$(AUDIO)" || { echo "error: make generate needs IMAGE=<photo> and AUDIO=<speech>." >&2; exit 2; }
+	$(PY) -m experiments.generate --image "$(IMAGE)" --audio "$(AUDIO)" --out "$(GENERATE_OUT)" --mode $(MODE) \
+		--samples $(SAMPLES) --seed $(SEED) --mdn "$(MDN)" --renderer "$(RENDERER)"
+
+# The demo's FAST=1 runs: a finished run (its metrics.json) is reused; an interrupted one resumes.
+runs/sfe/$(DEMO_RUN)/metrics.json: | $(STAMP) $(DEFAULT_DATA)/index.json
+	$(MAKE) --no-print-directory pretrain-sfe FAST=1 NAME=$(DEMO_RUN)
+
+runs/mdn/$(DEMO_RUN)/metrics.json: runs/sfe/$(DEMO_RUN)/metrics.json
+	$(MAKE) --no-print-directory train-mdn FAST=1 NAME=$(DEMO_RUN) SFE_CKPT=runs/sfe/$(DEMO_RUN)/checkpoints/last.ckpt
+
+runs/renderer/$(DEMO_RUN)/metrics.json: | $(STAMP) $(DEFAULT_DATA)/index.json
+	$(MAKE) --no-print-directory train-renderer FAST=1 NAME=$(DEMO_RUN)
+
+demo: setup runs/mdn/$(DEMO_RUN)/metrics.json runs/renderer/$(DEMO_RUN)/metrics.json ## The whole chain, FAST=1, then a video of a held-out face and voice: outputs/demo.mp4, outputs/demo.png
+	$(PY) -m experiments.demo inputs --shards $(DEFAULT_DATA) --out outputs
+	$(MAKE) --no-print-directory generate IMAGE=outputs/demo-photo.png AUDIO=outputs/demo-voice.wav OUT=outputs/demo.mp4 \
+		MDN=runs/mdn/$(DEMO_RUN) RENDERER=runs/renderer/$(DEMO_RUN)
+	$(PY) -m experiments.demo picture --photo outputs/demo-photo.png --video outputs/demo.mp4 --out outputs/demo.png
 
 bench: setup ## Run the benchmarks (BENCH="sfe ..." for some, default all); tables printed and saved in bench/
 	$(PY) -m experiments.bench $(BENCH)
