@@ -9,11 +9,20 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 import soundfile
+import torch
 from PIL import Image
 from skimage import data
 
 from datamodules import face
-from datamodules.media import SAMPLE_RATE, MediaError, VideoStreamWriter, decode_speech, probe, read_audio
+from datamodules.media import (
+    SAMPLE_RATE,
+    MediaError,
+    VideoStreamWriter,
+    decode_speech,
+    probe,
+    read_audio,
+    read_video,
+)
 from datamodules.photo import PhotoError, load_photo, load_reference, reference_from_photo
 from experiments import generate as generation
 from experiments.streaming import audio_features, landmark_chunks, whole_audio_features
@@ -305,3 +314,148 @@ def test_bad_input_is_one_sentence_and_leaves_no_file(tmp_path, capsys, good_inp
     assert len(lines) == 1 and lines[0].endswith("."), error
     assert __import__("re").search(message, lines[0]), lines[0]
     assert list(out_dir.iterdir()) == []
+
+
+# The whole chain on tiny, randomly initialised stages (written by the real LightningModules)
+
+TINY_SFE = {"audio_dim": 32, "audio_width": 8, "gru_hidden": 32, "feature_dim": 16, "memory_slots": 16,
+            "memory_hidden": 32}  # fmt: skip
+
+
+def save_checkpoint(model, path: Path) -> Path:
+    """Writes ``model``'s checkpoint as a Trainer does (hooks included, so the stage is stamped)."""
+    from lightning.pytorch import Trainer
+
+    trainer = Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, accelerator="cpu")  # fmt: skip
+    trainer.strategy.connect(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    trainer.save_checkpoint(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory) -> dict[str, Path]:
+    """Run folders ``<stage>/checkpoints/last.ckpt`` of a tiny MDN (outputs near the canonical face: small
+    statistics) and a tiny renderer, both at random initialisation."""
+    from lightning_modules.mdn import LandmarkMDN
+    from lightning_modules.renderer import FaceRenderer
+
+    torch.manual_seed(0)
+    statistics = {
+        "registered": {"mean": face.CANONICAL_FACE.tolist(), "std": np.full((68, 3), 0.01).tolist()},
+        "relative_pose": {"mean": [0.0] * 6, "std": [0.01] * 6},
+    }
+    root = tmp_path_factory.mktemp("runs")
+    mdn = LandmarkMDN(sfe_hparams=TINY_SFE, statistics=statistics, reference_dim=8, hidden_dim=32)
+    save_checkpoint(mdn, root / "mdn" / "checkpoints" / "last.ckpt")
+    save_checkpoint(FaceRenderer(width=8), root / "renderer" / "checkpoints" / "last.ckpt")
+    return {"mdn": root / "mdn", "renderer": root / "renderer"}
+
+
+def test_generation_writes_a_video_as_long_as_the_speech(tmp_path, astronaut, speech_wav, tiny_runs, capsys):
+    photo = np.ascontiguousarray(astronaut[:, :405])  # an odd width: the video drops one column
+    Image.fromarray(photo).save(tmp_path / "face.jpg", quality=95)
+    source = _encode(speech_wav, tmp_path / "speech.m4a", "-ar", "44100", "-ac", "2", "-c:a", "aac")
+    out = tmp_path / "out" / "video.mp4"
+    runs = [f"--mdn={tiny_runs['mdn']}", f"--renderer={tiny_runs['renderer']}"]
+    code = generation.main(
+        [f"--image={tmp_path / 'face.jpg'}", f"--audio={source}", f"--out={out}", *runs, "--chunk=30"]
+    )
+    assert code == 0, capsys.readouterr().err
+    info = probe(out)
+    assert info.has_audio and (info.width, info.height, info.fps) == (404, 512, 25.0)
+    assert abs(info.duration - 3.0) <= 0.08
+    frames = read_video(out)
+    assert len(frames) == 75
+    outside = np.ones(frames.shape[1:3], bool)
+    box = load_reference(tmp_path / "face.jpg").box
+    outside[int(box.centre_y - box.side / 2) - 2 : int(box.centre_y + box.side / 2) + 3,
+            int(box.centre_x - box.side / 2) - 2 : int(box.centre_x + box.side / 2) + 3] = False  # fmt: skip
+    background = np.abs(frames[:, outside].astype(int) - load_photo(tmp_path / "face.jpg")[:, :404][outside])
+    assert background.mean() < 4  # outside the face box: the photo itself (up to H.264)
+    assert sorted(path.name for path in out.parent.iterdir()) == ["video.mp4"]
+
+
+def test_samples_write_one_video_per_seed_each_as_alone(tmp_path, astronaut, speech_wav, tiny_runs):
+    Image.fromarray(astronaut).save(tmp_path / "face.png")
+    common = {"image": tmp_path / "face.png", "audio": speech_wav, "mode": "sample", "mdn": tiny_runs["mdn"],
+              "renderer": tiny_runs["renderer"], "progress": False}  # fmt: skip
+    paths = generation.generate(out=tmp_path / "many.mp4", samples=2, seed=5, **common)
+    assert [path.name for path in paths] == ["many-seed5.mp4", "many-seed6.mp4"]
+    alone = generation.generate(out=tmp_path / "alone.mp4", samples=1, seed=6, **common)[0]
+    videos = [read_video(path).astype(int) for path in (*paths, alone)]
+    assert np.abs(videos[1] - videos[2]).mean() < 0.5  # seed 6 alone is the second sample
+    assert np.abs(videos[0] - videos[1]).mean() > np.abs(videos[1] - videos[2]).mean()
+
+
+def test_a_checkpoint_of_the_wrong_stage_is_one_sentence(tmp_path, capsys, good_inputs, tiny_runs):
+    arguments = {**good_inputs, "mdn": tiny_runs["renderer"] / "checkpoints" / "last.ckpt",
+                 "renderer": tiny_runs["renderer"]}  # fmt: skip
+    code, error = _run_main(capsys, tmp_path / "out" / "video.mp4", **arguments)
+    assert code == 1 and len(error.splitlines()) == 1
+    assert error.startswith("error: Checkpoint ") and "is not" in error and "renderer" in error
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_run_folder_gives_its_best_checkpoint_else_its_last(tmp_path):
+    run = tmp_path / "runs" / "mdn" / "some-run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    assert generation.resolve_checkpoint(run, "mdn") == run / "checkpoints" / "last.ckpt"
+    (run / "checkpoints" / "best-epoch=3.ckpt").write_bytes(b"x")
+    (run / "metrics.json").write_text('{"best_checkpoint": "elsewhere/checkpoints/best-epoch=3.ckpt"}')
+    assert generation.resolve_checkpoint(run, "mdn") == run / "checkpoints" / "best-epoch=3.ckpt"
+
+
+# End to end after FAST=1 training: a face and a voice that no stage trained on
+
+
+def fast_fit(stage: str, shards: Path, root: Path, *extra: str) -> Path:
+    """A ``make <stage> FAST=1`` run into ``root/<stage>/fast``; returns the run folder."""
+    from experiments.cli import main as cli
+
+    configs = [
+        "conf/base.yaml",
+        "conf/trainer/cpu.yaml",
+        f"conf/{stage}.yaml",
+        "conf/fast.yaml",
+        f"conf/fast/{stage}.yaml",
+    ]
+    arguments = ["fit", *(item for config in configs for item in ("--config", config))]
+    cli([*arguments, "--run.name", "fast", "--run.root", str(root), "--data.shards", str(shards),
+         "--trainer.enable_progress_bar", "false", *extra])  # fmt: skip
+    return root / stage / "fast"
+
+
+def energy_envelope(audio: np.ndarray, frames: int) -> np.ndarray:
+    """Log RMS energy ``[frames]`` of 16 kHz audio per 40 ms video frame."""
+    padded = np.zeros(frames * 640, np.float32)
+    padded[: min(len(audio), len(padded))] = audio[: len(padded)]
+    return np.log(np.sqrt((padded.reshape(frames, 640) ** 2).mean(1)) + 1e-4)
+
+
+@pytest.mark.slow
+def test_a_held_out_face_speaks_a_held_out_voice(embedded_shards, tmp_path):
+    from experiments.demo import write_inputs
+
+    sfe = fast_fit("sfe", embedded_shards, tmp_path / "runs")
+    mdn = fast_fit("mdn", embedded_shards, tmp_path / "runs", "--model.init_args.sfe_checkpoint",
+                   str(sfe / "checkpoints" / "last.ckpt"))  # fmt: skip
+    renderer = fast_fit("renderer", embedded_shards, tmp_path / "runs")
+    photo, voice = write_inputs(embedded_shards, tmp_path / "inputs")
+    out = generation.generate(photo, voice, tmp_path / "video.mp4", mdn=mdn, renderer=renderer, progress=False)[0]
+
+    audio = read_audio(voice)
+    info = probe(out)
+    assert info.has_audio and abs(info.duration - len(audio) / SAMPLE_RATE) <= 0.04 + 0.03
+    frames = read_video(out)
+    landmarks, detected = face.track_landmarks(frames)
+    assert detected.mean() >= 0.9
+    eyes = np.linalg.norm(landmarks[:, 36, :2] - landmarks[:, 45, :2], axis=-1)
+    opening = face.mouth_opening(landmarks) / eyes
+    energy = energy_envelope(audio, len(frames))
+    r = np.corrcoef(opening[detected], energy[detected])[0, 1]
+    assert r > 0.3, r
+    assert opening[detected].std() > 0.01  # the mouth moves
+    assert np.abs(np.diff(frames.astype(np.int16), axis=0)).mean() > 0.2  # the video is not static
