@@ -31,20 +31,33 @@ def _sidecar(raw: Path, clip_id: str) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def _voice(sidecar: dict) -> str | None:
+    voice = sidecar.get("voice")
+    return f"{voice.get('engine')}/{voice.get('variant')}" if isinstance(voice, dict) else voice
+
+
 def pick_inputs(shards: str | Path) -> tuple[Path, Path, Path]:
-    """The corpus root and the clips that give the demo's face and voice: ``(raw, face clip, voice clip)``."""
+    """The corpus root and the clips that give the demo's face and voice: ``(raw, face clip, voice clip)``.
+
+    Both come from the test split (val when there is none). The face prefers a person whose base photograph
+    no training clip uses; the voice prefers another speaker, and an engine and variant that no training
+    clip uses."""
     index = json.loads((Path(shards) / "index.json").read_text())
     raw = Path(index["raw"])
     splits = index["splits"]
     test = splits.get("test") or splits.get("val")
     if not test:
         raise ValueError(f"{shards} has no test or validation clips to take a held-out face and voice from.")
-    trained_photos = {_sidecar(raw, clip).get("photo") for clip in splits.get("train", [])[:50]}
-    unseen = [clip for clip in test if _sidecar(raw, clip).get("photo") not in trained_photos]
-    face_clip = (unseen or test)[0]
+    sidecars = {clip: _sidecar(raw, clip) for clip in test}
+    trained = [_sidecar(raw, clip) for clip in splits.get("train", [])]
+    trained_photos, trained_voices = {s.get("photo") for s in trained}, {_voice(s) for s in trained}
+    face_clip = min(test, key=lambda clip: (sidecars[clip].get("photo") in trained_photos, test.index(clip)))
     speakers = {clip: entry["speaker"] for clip, entry in read_manifest(shards).items()}
-    others = [clip for clip in test if speakers.get(clip) != speakers.get(face_clip)]
-    voice_clip = (others or [clip for clip in test if clip != face_clip] or [face_clip])[0]
+    voice_clip = min(
+        (clip for clip in test if clip != face_clip or len(test) == 1),
+        key=lambda clip: (speakers.get(clip) == speakers.get(face_clip), _voice(sidecars[clip]) in trained_voices,
+                          test.index(clip)),
+    )  # fmt: skip
     return raw, raw / f"{face_clip}.mp4", raw / f"{voice_clip}.mp4"
 
 
