@@ -106,7 +106,7 @@ runs/sfe/$(DEMO_RUN)/metrics.json: | $(STAMP) $(DEFAULT_DATA)/index.json
 	$(MAKE) --no-print-directory pretrain-sfe FAST=1 NAME=$(DEMO_RUN)
 
 runs/mdn/$(DEMO_RUN)/metrics.json: runs/sfe/$(DEMO_RUN)/metrics.json
-	$(MAKE) --no-print-directory train-mdn FAST=1 NAME=$(DEMO_RUN) SFE_CKPT=runs/sfe/$(DEMO_RUN)/checkpoints/last.ckpt
+	$(MAKE) --no-print-directory train-mdn FAST=1 NAME=$(DEMO_RUN) SFE_CKPT=runs/sfe/$(DEMO_RUN)
 
 runs/renderer/$(DEMO_RUN)/metrics.json: | $(STAMP) $(DEFAULT_DATA)/index.json
 	$(MAKE) --no-print-directory train-renderer FAST=1 NAME=$(DEMO_RUN)
