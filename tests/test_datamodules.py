@@ -133,10 +133,20 @@ def shards_with_a_short_clip(synthetic_shards, tmp_path_factory):
     return write_train_split(tmp_path_factory.mktemp("short"), [records[0], short, *records[1:]])
 
 
+class TrainerThatMustNotBeCopied:
+    """Stands for the Trainer a DataModule holds while fitting: leaving clips out must not deep-copy it."""
+
+    training = True
+
+    def __deepcopy__(self, memo):
+        raise AssertionError("the DataModule's Trainer was deep-copied")
+
+
 @pytest.mark.parametrize("num_workers", [0, 2])
 def test_clips_shorter_than_the_step_span_never_reach_an_sfe_batch(shards_with_a_short_clip, num_workers):
     datamodule = SFEDataModule(str(shards_with_a_short_clip), steps=8, step_stride=3, batch_size=1, num_workers=0)
     datamodule.num_workers = num_workers
+    datamodule.trainer = TrainerThatMustNotBeCopied()
     datamodule.setup("fit")
     assert datamodule.span == 26
     short = datamodule.speakers.index("short")
