@@ -47,7 +47,7 @@ $(PY) -m experiments.cli fit \
 	--run.name $(NAME) $(2) $(ARGS)
 endef
 
-.PHONY: help setup test test-all lint corpus data pretrain-sfe bench clean
+.PHONY: help setup test test-all lint corpus data pretrain-sfe train-renderer bench clean
 
 help: ## List the targets and the variables they take
 	@echo "Usage: make <target> [DATA=<shards>] [NAME=<run>] [FAST=1] [ARGS=\"--trainer.max_epochs 5\"]"
@@ -83,6 +83,9 @@ $(DEFAULT_DATA)/index.json: | $(STAMP)
 
 pretrain-sfe: setup $(STAGE_DATA) ## Stage 1: contrastive SFE pretraining with memory (DATA, NAME, FAST=1, ARGS)
 	$(call fit,sfe,--data.shards $(DATA))
+
+train-renderer: setup $(STAGE_DATA) ## Stage 3: the face renderer, spline warp + refinement (DATA, NAME, FAST=1, ARGS)
+	$(call fit,renderer,--data.shards $(DATA))
 
 bench: setup ## Run the benchmarks (BENCH="sfe ..." for some, default all); tables printed and saved in bench/
 	$(PY) -m experiments.bench $(BENCH)
