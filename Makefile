@@ -59,7 +59,7 @@ $(PY) -m experiments.cli fit \
 	--run.name $(NAME) $(2) $(ARGS)
 endef
 
-.PHONY: help setup test test-all lint corpus data pretrain-sfe generate demo bench clean
+.PHONY: help setup test test-all lint corpus data pretrain-sfe train-renderer generate demo bench clean
 
 help: ## List the targets and the variables they take
 	@echo "Usage: make <target> [DATA=<shards>] [NAME=<run>] [FAST=1] [ARGS=\"--trainer.max_epochs 5\"]"
@@ -95,6 +95,9 @@ $(DEFAULT_DATA)/index.json: | $(STAMP)
 
 pretrain-sfe: setup $(STAGE_DATA) ## Stage 1: contrastive SFE pretraining with memory (DATA, NAME, FAST=1, ARGS)
 	$(call fit,sfe,--data.shards $(DATA))
+
+train-renderer: setup $(STAGE_DATA) ## Stage 3: the face renderer, spline warp + refinement (DATA, NAME, FAST=1, ARGS)
+	$(call fit,renderer,--data.shards $(DATA))
 
 generate: setup ## A talking-head video: IMAGE=<photo> AUDIO=<speech> OUT=<video.mp4> [MODE SAMPLES SEED MDN RENDERER]
 	@test -n "$(IMAGE)" -a -n "$(AUDIO)" || { echo "error: make generate needs IMAGE=<photo> and AUDIO=<speech>." >&2; exit 2; }
