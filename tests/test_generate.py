@@ -99,6 +99,20 @@ def test_grayscale_photo_works(tmp_path, astronaut):
     assert reference.crop.shape == (256, 256, 3)
 
 
+def test_sixteen_bit_palette_alpha_and_webp_photos_load_as_rgb(tmp_path, astronaut):
+    gray = cv2.cvtColor(astronaut, cv2.COLOR_RGB2GRAY)
+    Image.fromarray(gray.astype(np.uint16) * 257).save(tmp_path / "deep.png")
+    Image.fromarray(astronaut).convert("P").save(tmp_path / "palette.gif")
+    Image.fromarray(astronaut).convert("RGBA").save(tmp_path / "alpha.png")
+    Image.fromarray(astronaut).save(tmp_path / "photo.webp", quality=95)
+    deep = load_photo(tmp_path / "deep.png")
+    assert deep.dtype == np.uint8 and np.abs(deep[..., 1].astype(int) - gray).max() <= 1
+    assert np.array_equal(load_photo(tmp_path / "alpha.png"), astronaut)
+    for name, tolerance in (("palette.gif", 20), ("photo.webp", 5)):
+        photo = load_photo(tmp_path / name)
+        assert photo.shape == astronaut.shape and np.abs(photo.astype(int) - astronaut).mean() < tolerance
+
+
 def test_group_photo_takes_the_largest_face_and_says_so(astronaut):
     head = astronaut[:300, 100:400]
     canvas = np.full((1000, 1400, 3), 110, np.uint8)
