@@ -267,8 +267,32 @@ def preprocess(
     }
 
 
+def _default_corpus() -> Path:
+    """The embedded corpus, generated first when missing; a corpus made with other arguments at its folder is
+    one CorpusError sentence that says how to use it as it is."""
+    from datamodules.synthetic import DEFAULT_OUT, ensure_default_corpus, read_marker
+
+    try:
+        return ensure_default_corpus()
+    except CorpusError as error:
+        if read_marker(DEFAULT_OUT) is None:
+            raise
+        advice = f"to preprocess it as it is, run make data RAW={DEFAULT_OUT}"
+        raise CorpusError(f"{str(error).rstrip('.')}; {advice}.") from None
+
+
+def _layout(corpus: str, raw: str | Path) -> str:
+    """The folder layout of ``--corpus``; a generated corpus says its own (lrs3 or voxceleb2) in its marker."""
+    if corpus != "synthetic":
+        return corpus
+    from datamodules.synthetic import read_marker
+
+    made = read_marker(raw)
+    return made["arguments"]["layout"] if made else "lrs3"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``make data``: preprocess a corpus into shards; bad arguments end with one sentence."""
+    """``make data``: preprocess a corpus into shards; bad arguments and unusable data end with one sentence."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--corpus", default="synthetic", choices=("synthetic", *LAYOUTS), help="corpus layout")
     parser.add_argument("--raw", help="corpus root (default for synthetic: the embedded corpus, built if missing)")
@@ -277,18 +301,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--val-fraction", type=float, default=0.1, help="share of speakers held out for validation")
     args = parser.parse_args(argv)
     shards = Path(args.shards or f"data/shards/{args.corpus}")
-    layout = "lrs3" if args.corpus == "synthetic" else args.corpus
-    raw = args.raw
-    if raw is None and args.corpus == "synthetic":
-        from datamodules.synthetic import ensure_default_corpus
-
-        raw = ensure_default_corpus()
-    if raw is None:
+    if args.raw is None and args.corpus != "synthetic":
         parser.error(f"--raw is required for the {args.corpus} corpus")
     try:
-        summary = preprocess(raw, layout, shards, args.workers, args.val_fraction)
-    except CorpusError as error:
+        raw = args.raw or _default_corpus()
+        summary = preprocess(raw, _layout(args.corpus, raw), shards, args.workers, args.val_fraction)
+    except (CorpusError, MediaError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"error: preprocessing into {shards} failed ({error}).", file=sys.stderr)
         return 1
     skipped = f"; {summary['skipped']} skipped (reasons in {shards / 'manifest.jsonl'})" if summary["skipped"] else ""
     print(

@@ -62,6 +62,12 @@ def test_validation_is_by_speaker_and_reproducible(tmp_path):
     assert validation_speakers({"a", "b"}, 0.0) == set()
 
 
+def test_the_data_side_has_one_corpus_error():
+    from datamodules import synthetic
+
+    assert synthetic.CorpusError is CorpusError, "the generator raises the CorpusError that entry points catch"
+
+
 def test_bad_corpus_arguments_are_one_clear_sentence(tmp_path):
     with pytest.raises(CorpusError, match="does not exist"):
         discover(tmp_path / "nowhere", "lrs3")

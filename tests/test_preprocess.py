@@ -128,6 +128,30 @@ def test_cli_reports_a_missing_corpus_in_one_sentence(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == f"error: The corpus folder {tmp_path / 'none'} does not exist."
 
 
+def test_cli_answers_every_data_error_in_one_sentence(tmp_path, monkeypatch, capsys):
+    """`make corpus SPEAKERS=20` then `make data`: the generator's CorpusError is the one CorpusError, one line."""
+    from datamodules.synthetic import GENERATOR, MARKER
+
+    monkeypatch.chdir(tmp_path)
+    default = tmp_path / "data" / "corpus" / "synthetic"
+    default.mkdir(parents=True)
+    arguments = {"layout": "lrs3", "speakers": 20, "clips": 1, "seconds": 1.0, "seed": 0, "size": 256}
+    (default / MARKER).write_text(json.dumps({"generator": GENERATOR, "arguments": arguments}))
+    assert preprocessing.main(["--shards", str(tmp_path / "shards")]) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("error: ") and "made with other arguments" in error[0]
+    assert "make data RAW=data/corpus/synthetic" in error[0], "says how to preprocess the corpus that is there"
+
+    raw = tmp_path / "raw"
+    (raw / "trainval" / "spk").mkdir(parents=True)
+    (raw / "trainval" / "spk" / "00001.mp4").write_bytes(b"")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    assert preprocessing.main(["--corpus", "lrs3", "--raw", str(raw), "--shards", str(a_file)]) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith(f"error: preprocessing into {a_file} failed")
+
+
 def test_speakers_are_interleaved_round_robin():
     entries = [{"clip": f"{speaker}/{n}", "speaker": speaker} for speaker in "ba" for n in range(3)]
     entries.append({"clip": "c/0", "speaker": "c"})
