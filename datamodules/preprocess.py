@@ -8,11 +8,13 @@
     train/ val/ test/   LitData datasets (``litdata.optimize``), one sample per clip (``RECORD_KEYS``)
     index.json          speakers, the clip ids of each split, the data-contract constants; written last
 
-Clips are processed in parallel (``workers`` processes) and each record is written atomically, so an
+Clips are processed in parallel (``workers`` processes; a worker that dies, killed for memory or by a crash
+in native code, costs only its clip, skipped with the reason) and each record is written atomically, so an
 interrupted run loses at most the clips in flight; a rerun processes only the clips without a manifest line
-and repackages only the splits whose clip list changed. A corrupt or truncated video, a video without audio,
-a clip shorter than 1 s, silent audio or a clip without a face (in fewer than 80% of its frames) is skipped
-with its reason in the manifest; one bad clip never stops the run.
+and repackages only the splits whose clip list changed. A clip whose split changed (another ``val_fraction``)
+is re-split from its stored record, without running Face Mesh again. A corrupt or truncated video, a video
+without audio, a clip shorter than 1 s, silent audio or a clip without a face (in fewer than 80% of its frames)
+is skipped with its reason in the manifest; one bad clip never stops the run.
 """
 
 import argparse
@@ -22,6 +24,7 @@ import os
 import pickle
 import shutil
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import litdata
@@ -32,6 +35,7 @@ from datamodules import face
 from datamodules.audio import MEL_BINS, MELS_PER_FRAME, mel_spectrogram
 from datamodules.corpus import LAYOUTS, SPLITS, Clip, CorpusError, discover
 from datamodules.media import FPS, SAMPLE_RATE, MediaError, read_clip
+from datamodules.pool import imap_surviving
 
 MIN_SECONDS = 1.0
 SILENCE_PEAK = 1e-4  # audio whose absolute peak stays below this is silent
@@ -104,6 +108,12 @@ def _record_path(shards: Path, clip_id: str) -> Path:
     return shards / "clips" / f"{clip_id}.pkl"
 
 
+def _skipped(clip: Clip, reason: str) -> dict:
+    """The manifest line of a clip that cannot be used."""
+    entry = {"clip": clip.clip_id, "speaker": clip.speaker, "split": clip.split, "status": "skipped"}
+    return {**entry, "reason": reason, "frames": 0, "face_ratio": 0.0}
+
+
 def _process_and_store(job: tuple[Clip, Path]) -> dict:
     """Worker: processes one clip, writes its record atomically, returns its manifest line."""
     clip, shards = job
@@ -111,10 +121,9 @@ def _process_and_store(job: tuple[Clip, Path]) -> dict:
     try:
         record = process_clip(clip)
     except ClipSkipped as skipped:
-        return {**entry, "status": "skipped", "reason": str(skipped), "frames": 0, "face_ratio": 0.0}
+        return _skipped(clip, str(skipped))
     except Exception as error:  # a clip must never stop the corpus: record it and go on
-        reason = f"unexpected {type(error).__name__}: {error}"
-        return {**entry, "status": "skipped", "reason": reason, "frames": 0, "face_ratio": 0.0}
+        return _skipped(clip, f"unexpected {type(error).__name__}: {error}")
     path = _record_path(shards, clip.clip_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
@@ -156,9 +165,11 @@ def interleave_speakers(entries: list[dict]) -> list[str]:
     return [clips[turn] for turn in range(rounds) for clips in by_speaker.values() if turn < len(clips)]
 
 
-def _load_record(path: str) -> dict:
+def _load_record(item: tuple[str, str]) -> dict:
+    """The stored record at ``path`` in ``split``: a re-split clip keeps its record and takes its new split."""
+    path, split = item
     with open(path, "rb") as stream:
-        return pickle.load(stream)
+        return {**pickle.load(stream), "split": split}
 
 
 def _package_split(shards: Path, split: str, clip_ids: list[str]) -> None:
@@ -171,7 +182,7 @@ def _package_split(shards: Path, split: str, clip_ids: list[str]) -> None:
         return
     litdata.optimize(
         fn=_load_record,
-        inputs=[str(_record_path(shards, clip_id)) for clip_id in clip_ids],
+        inputs=[(str(_record_path(shards, clip_id)), split) for clip_id in clip_ids],
         output_dir=str(staging),
         num_workers=1,
         chunk_bytes="64MB",
@@ -200,7 +211,6 @@ def preprocess(
         clip
         for clip in clips
         if clip.clip_id not in manifest
-        or manifest[clip.clip_id]["split"] != clip.split
         or (manifest[clip.clip_id]["status"] == "ok" and not _record_path(shards, clip.clip_id).exists())
     ]
     jobs = [(clip, shards) for clip in pending]
@@ -218,16 +228,18 @@ def preprocess(
             bar.update()
             bar.set_postfix(skipped=skipped)
 
+        for clip in clips:  # a changed split (another val_fraction, added speakers) reuses the stored record
+            if clip.clip_id in manifest and manifest[clip.clip_id]["split"] != clip.split:
+                manifest[clip.clip_id] = {**manifest[clip.clip_id], "split": clip.split}
+                manifest_file.write(json.dumps(manifest[clip.clip_id]) + "\n")
         if workers == 0:
             for job in jobs:
                 record(_process_and_store(job))
         elif jobs:
-            pool = multiprocessing.get_context("spawn").Pool(
-                min(workers, len(jobs)), initializer=_send_native_logs_to, initargs=(str(shards / "workers.log"),)
-            )
-            with pool:
-                for entry in pool.imap_unordered(_process_and_store, jobs):
-                    record(entry)
+            log = str(shards / "workers.log")
+            with closing(imap_surviving(_process_and_store, jobs, workers, _send_native_logs_to, (log,))) as done:
+                for (clip, _), entry, death in done:
+                    record(entry or _skipped(clip, death))
     bar.close()
 
     current = {clip.clip_id for clip in clips}
