@@ -34,6 +34,8 @@ class SFEDataModule(ShardDataModule):
             grayscale on the training frames, one draw per sample.
     """
 
+    frames_per_step = len(STACK_OFFSETS)  # video frames per step; the model's frames_per_step must match
+
     def __init__(
         self,
         shards: str = "data/shards/synthetic",
