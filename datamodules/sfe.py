@@ -69,6 +69,7 @@ class SFEDataModule(ShardDataModule):
     """
 
     image_keys = ("frames",)
+    frames_per_step = len(STACK_OFFSETS)  # video frames per step; the model's frames_per_step must match
 
     def __init__(
         self,
