@@ -5,8 +5,10 @@
     workers.log         what MediaPipe's native code printed in the worker processes
     manifest.jsonl      one line per clip: clip, speaker, split, status (ok|skipped), reason, frames, face_ratio
     clips/<clip>.pkl    the processed record of each usable clip: what a rerun does not redo
+    clips/<clip>.sums.npz  its share of the train-split statistics (``datamodules.statistics``)
     train/ val/ test/   LitData datasets (``litdata.optimize``), one sample per clip (``RECORD_KEYS``)
-    index.json          speakers, the clip ids of each split, the data-contract constants; written last
+    index.json          speakers, the clip ids of each split, each clip's frame count (``clip_frames``), the
+                        train-split ``statistics``, the data-contract constants; written last
 
 Clips are processed in parallel (``workers`` processes; a worker that dies, killed for memory or by a crash
 in native code, costs only its clip, skipped with the reason) and each record is written atomically, so an
@@ -37,6 +39,7 @@ from datamodules.audio import MEL_BINS, MELS_PER_FRAME, mel_spectrogram
 from datamodules.corpus import LAYOUTS, SPLITS, Clip, CorpusError, discover
 from datamodules.media import FPS, SAMPLE_RATE, MediaError, open_clip
 from datamodules.pool import imap_surviving
+from datamodules.statistics import read_record_storing_sums, train_statistics
 
 MIN_SECONDS = 1.0
 SILENCE_PEAK = 1e-4  # audio whose absolute peak stays below this is silent
@@ -48,7 +51,7 @@ RECORD_KEYS = (
     "mel",  # float16 [4T, 80]
     "landmarks",  # float32 [T, 68, 3], face-crop pixels (256 x 256)
     "registered",  # float32 [T, 68, 3], canonical frame
-    "pose",  # float32 [T, 6]: axis-angle (3), translation in face-crop pixels (2), log-scale (1)
+    "pose",  # float32 [T, 6]: axis-angle (3), translation in face-crop pixels (2), log-scale (1); absolute
     "face_detected",  # uint8 [T], 1 where Face Mesh found the face
     "valid",  # uint8 [T], detected or inside a gap of at most 5 frames
     "reference_index",  # int, the valid frame with the most closed mouth
@@ -56,6 +59,8 @@ RECORD_KEYS = (
     "face_offsets",
     "mouth_jpeg",  # uint8 [bytes] and mouth_offsets int64 [T + 1]: 96 x 96 mouth crops
     "mouth_offsets",
+    "face_box",  # float32 [3]: centre x, centre y, side of the face crop box in source pixels (face.CropBox)
+    "source_size",  # int64 [2]: height, width of the source frames (to paste a crop back)
 )
 
 
@@ -113,6 +118,8 @@ def process_clip(clip: Clip) -> dict:
         "face_offsets": face_offsets,
         "mouth_jpeg": mouth_jpeg,
         "mouth_offsets": mouth_offsets,
+        "face_box": face_box.as_array(),
+        "source_size": np.array(frames.shape[1:3], np.int64),
     }
 
 
@@ -127,15 +134,6 @@ def _store_record(path: Path, record: dict) -> None:
     with open(partial, "wb") as stream:
         pickle.dump(record, stream, protocol=pickle.HIGHEST_PROTOCOL)
     os.replace(partial, path)
-
-
-def _resplit(shards: Path, entry: dict, split: str) -> dict:
-    """The manifest line of a clip moved to ``split``; its stored record takes the new split too (no Face Mesh)."""
-    path = _record_path(shards, entry["clip"])
-    if entry["status"] == "ok" and path.exists():
-        with open(path, "rb") as stream:
-            _store_record(path, {**pickle.load(stream), "split": split})
-    return {**entry, "split": split}
 
 
 def _skipped(clip: Clip, reason: str) -> dict:
@@ -190,9 +188,11 @@ def interleave_speakers(entries: list[dict]) -> list[str]:
     return [clips[turn] for turn in range(rounds) for clips in by_speaker.values() if turn < len(clips)]
 
 
-def _load_record(path: str) -> dict:
-    with open(path, "rb") as stream:
-        return pickle.load(stream)
+def _load_record(item: tuple[str, str]) -> dict:
+    """Packaging's reader: the stored record at ``path`` in ``split`` (a re-split clip keeps its record and takes
+    its new split), its statistics sums stored on the way."""
+    path, split = item
+    return {**read_record_storing_sums(path), "split": split}
 
 
 def _package_split(shards: Path, split: str, clip_ids: list[str]) -> None:
@@ -205,7 +205,7 @@ def _package_split(shards: Path, split: str, clip_ids: list[str]) -> None:
         return
     litdata.optimize(
         fn=_load_record,
-        inputs=[str(_record_path(shards, clip_id)) for clip_id in clip_ids],
+        inputs=[(str(_record_path(shards, clip_id)), split) for clip_id in clip_ids],
         output_dir=str(staging),
         num_workers=1,
         chunk_bytes="64MB",
@@ -253,7 +253,7 @@ def preprocess(
 
         for clip in clips:  # a changed split (another val_fraction, added speakers) reuses the stored record
             if clip.clip_id in manifest and manifest[clip.clip_id]["split"] != clip.split:
-                manifest[clip.clip_id] = _resplit(shards, manifest[clip.clip_id], clip.split)
+                manifest[clip.clip_id] = {**manifest[clip.clip_id], "split": clip.split}
                 manifest_file.write(json.dumps(manifest[clip.clip_id]) + "\n")
         if workers == 0:
             for job in jobs:
@@ -284,6 +284,8 @@ def preprocess(
         "raw": str(Path(raw).resolve()),
         "speakers": sorted({entry["speaker"] for entry in usable}),
         "splits": split_clips,
+        "clip_frames": {entry["clip"]: entry["frames"] for entry in usable},
+        "statistics": train_statistics([_record_path(shards, clip_id) for clip_id in split_clips["train"]]),
         "fps": FPS,
         "sample_rate": SAMPLE_RATE,
         "mel_bins": MEL_BINS,
