@@ -29,8 +29,9 @@ VISEMES = {
     "glide-spread": (0.2, 0.8, 0.2),
     "open": (1.0, 0.1, 0.0),
     "open-round": (0.8, -0.55, 0.0),
-    "mid": (0.55, 0.35, 0.0),
-    "neutral": (0.4, 0.0, 0.0),
+    "mid": (0.65, 0.35, 0.0),
+    "mid-round": (0.55, -0.8, 0.0),
+    "neutral": (0.45, 0.0, 0.0),
     "spread": (0.25, 0.9, 0.3),
     "round": (0.25, -0.9, 0.0),
 }
@@ -51,7 +52,8 @@ PHONE_VISEMES = {
     **dict.fromkeys("ɛeɜ", "mid"),
     **dict.fromkeys("əɚᵻ", "neutral"),
     **dict.fromkeys("iɪ", "spread"),
-    **dict.fromkeys("uʊoɵ", "round"),
+    **dict.fromkeys("uʊ", "round"),
+    **dict.fromkeys("oɵ", "mid-round"),
 }
 TRANSPARENT = "h"  # takes the lips of the sound after it
 
@@ -93,11 +95,11 @@ def viseme_segments(phonemes: list[tuple[str, float, float]]) -> list[tuple[str,
     return [(viseme, float(start), float(end)) for viseme, start, end in parts]
 
 
-def _asymmetric_kernel(anticipation: float, memory: float = 0.02) -> np.ndarray:
-    """Smoothing weights over offsets -reach..+reach (ms): the future side decays over ``anticipation / 2``."""
-    reach = int(2.5 * anticipation * CONTROL_RATE)
+def _asymmetric_kernel(anticipation: float, memory: float = 0.015) -> np.ndarray:
+    """Smoothing weights over offsets -reach..+reach (ms): the future side reaches ``anticipation`` (3 sigma)."""
+    reach = int(anticipation * CONTROL_RATE)
     offsets = np.arange(-reach, reach + 1) / CONTROL_RATE
-    spread = np.where(offsets > 0, anticipation / 2, memory)
+    spread = np.where(offsets > 0, anticipation / 3, memory)
     weights = np.exp(-0.5 * (offsets / spread) ** 2)
     return weights / weights.sum()
 

@@ -324,7 +324,12 @@ def _tile(phonemes: list[tuple[str, float, float]], seconds: float) -> list[tupl
             merged[-1][2] = end
         else:
             merged.append([symbol, start, end])
-    return [(symbol, round(start, 4), round(end, 4)) for symbol, start, end in merged]
+    rounded: list[tuple[str, float, float]] = []
+    for symbol, _, end in merged:
+        start, end = (rounded[-1][2] if rounded else 0.0), round(end, 4)
+        if end > start:
+            rounded.append((symbol, start, end))
+    return rounded
 
 
 def median_pitch(audio: np.ndarray, low: float = 60.0, high: float = 400.0) -> float:
