@@ -70,8 +70,8 @@ def _voice(rng: np.random.Generator, engine: str, variant: str) -> Voice:
 def speaker_specs(seed: int, speakers: int, layout: str) -> list[SpeakerSpec]:
     """The pseudo-speakers of a corpus; speaker k depends only on (seed, k), its split and the layout's naming.
 
-    Training speakers take the people other than the held-out one in turn and alternate between the neural
-    voice and espeak-ng variants; test speakers are the held-out person and alternate between the neural voice
+    Training speakers take the people other than the held-out one in turn, and the neural voice or an espeak-ng
+    variant in the order piper, espeak, espeak, piper (so each person speaks with both engines); test speakers are the held-out person and alternate between the neural voice
     and the held-out voice.
     """
     people = list(PHOTOS)
@@ -88,7 +88,7 @@ def speaker_specs(seed: int, speakers: int, layout: str) -> list[SpeakerSpec]:
             testing += 1
         else:
             person = training_people[training % len(training_people)]
-            if training % 2 == 0:
+            if training % 4 in (0, 3):  # so that from four training speakers on each person has both engines
                 engine, variant = "piper", "joe"
             else:
                 engine, variant = "espeak", TRAINING_ESPEAK_VARIANTS[(training // 2) % len(TRAINING_ESPEAK_VARIANTS)]
