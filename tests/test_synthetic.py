@@ -252,6 +252,17 @@ def test_a_complete_corpus_is_reused_and_other_arguments_are_refused(synthetic_c
         generate_corpus(synthetic_corpus, **{**SESSION_CORPUS, "clips": 3}, progress=False)
 
 
+def test_a_corpus_of_an_older_generator_version_is_rebuilt(tmp_path):
+    tiny = {"speakers": 1, "clips": 1, "seconds": 1.0, "size": 128, "progress": False}
+    old = tmp_path / "corpus"
+    old.mkdir()
+    arguments = {"layout": "lrs3", **{key: tiny[key] for key in ("speakers", "clips", "seconds")}, "seed": 0}
+    marker = {"generator": "datamodules.synthetic", "arguments": {**arguments, "size": 128, "version": 1}}
+    (old / MARKER).write_text(json.dumps(marker))
+    generate_corpus(old, **tiny)
+    assert read_marker(old)["arguments"]["version"] == synthetic.GENERATOR_VERSION and clips_of(old)
+
+
 def test_a_folder_that_is_not_a_generated_corpus_is_never_touched(tmp_path):
     (tmp_path / "notes.txt").write_text("someone's data")
     with pytest.raises(CorpusError, match="is not a generated corpus"):

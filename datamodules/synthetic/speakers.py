@@ -71,8 +71,8 @@ def speaker_specs(seed: int, speakers: int, layout: str) -> list[SpeakerSpec]:
     """The pseudo-speakers of a corpus; speaker k depends only on (seed, k), its split and the layout's naming.
 
     Training speakers take the people other than the held-out one in turn, and the neural voice or an espeak-ng
-    variant in the order piper, espeak, espeak, piper (so each person speaks with both engines); test speakers are the held-out person and alternate between the neural voice
-    and the held-out voice.
+    variant in the order piper, espeak, espeak, piper (so each person speaks with both engines); test speakers
+    are the held-out person and alternate between the neural voice and the held-out voice.
     """
     people = list(PHOTOS)
     held_out = HELD_OUT_PERSON if len(people) >= 3 else None
