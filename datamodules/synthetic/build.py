@@ -117,7 +117,8 @@ def generate_corpus(
     if existing is not None and existing["arguments"] == arguments:
         say(f"{out} is already a complete corpus with these arguments; nothing to do.")
         return out
-    outdated = existing is not None and existing["arguments"].get("version") != GENERATOR_VERSION
+    made_by = (existing or {}).get("arguments", {}).get("version")
+    outdated = isinstance(made_by, int) and made_by < GENERATOR_VERSION
     if outdated:  # an older generator's corpus is stale data, never someone's: it is rebuilt with the same name
         say(f"{out} was made by an older version of the generator; rebuilding it.")
     if existing is not None and not force and not outdated:
