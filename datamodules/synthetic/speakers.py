@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from datamodules.synthetic.articulation import Style
-from datamodules.synthetic.faces import PHOTOS
+from datamodules.synthetic.faces import NOT_MIRRORED, PHOTOS
 from datamodules.synthetic.speech import Voice
 
 HELD_OUT_PERSON = "grace_hopper"
@@ -99,7 +99,7 @@ def speaker_specs(seed: int, speakers: int, layout: str) -> list[SpeakerSpec]:
                 speaker_id=video_id if layout == "lrs3" else f"id{index + 1:05d}",
                 split=split,
                 photo=person,
-                mirror=bool(rng.random() < 0.5),
+                mirror=bool(rng.random() < 0.5) and person not in NOT_MIRRORED,
                 face_fraction=rng.uniform(0.56, 0.68),
                 aspect=rng.uniform(0.92, 1.08),
                 offset=tuple(rng.uniform(-0.04, 0.04, 2).round(4)),
