@@ -277,14 +277,15 @@ def test_the_handoff_carries_the_settings_and_gives_old_checkpoints_the_default_
         torch.testing.assert_close(value, new.net.state_dict()[name], rtol=0, atol=0)
 
 
-def accuracies(model: SFEPretraining, loader, shuffles: int = 5) -> dict[str, float]:
+def accuracies(model: SFEPretraining, data: SFEDataModule, split: str, shuffles: int = 5) -> dict[str, float]:
     """Sync top-1 with the true audio and with time-shuffled audio (mean of ``shuffles`` permutations), and
-    identity top-1, over a loader's batches, in eval mode."""
+    identity top-1, over the evaluation batches of ``split`` (as the DataModule hands them to a model)."""
     generator = torch.Generator().manual_seed(0)
     totals = {"sync": 0.0, "shuffled": 0.0, "identity": 0.0}
     clips = 0
     with torch.no_grad():
-        for batch in loader:
+        for loaded in data.loader(split, train=False):
+            batch = data.on_after_batch_transfer(loaded, 0)
             batch_size, steps = batch["audio"].shape[:2]
             visual_content, visual_speaker = model.visual(batch["frames"])
             audio = model.audio(batch["audio"])
@@ -310,12 +311,12 @@ def test_fast_pretraining_on_the_embedded_corpus_learns_sync_and_identity(embedd
     steps, batch_size = 8, 8
     data = SFEDataModule(str(embedded_shards), steps=steps, batch_size=batch_size, num_workers=0, augment=False)
     data.setup("fit")
-    held_out = [accuracies(model, data.loader(split, train=False)) for split in ("val", "test")]
+    held_out = [accuracies(model, data, split) for split in ("val", "test")]
     sync = sum(result["sync"] for result in held_out) / 2
     shuffled = sum(result["shuffled"] for result in held_out) / 2
     assert sync >= 3 / steps, f"held-out sync top-1 {sync:.3f} is under 3x chance"
     assert sync >= shuffled + 1 / steps, f"sync top-1 {sync:.3f} vs {shuffled:.3f} with time-shuffled audio"
-    training_speakers = accuracies(model, data.loader("train", train=False), shuffles=1)
+    training_speakers = accuracies(model, data, "train", shuffles=1)
     assert training_speakers["identity"] >= 2 / batch_size, f"identity top-1 {training_speakers['identity']:.3f}"
 
 
