@@ -112,15 +112,12 @@ class ShardDataModule(LightningDataModule):
         if not index["splits"].get(split):
             raise ShardsError(f"{self.shards} has no {split} clips; preprocess a corpus with more speakers.")
         speaker_index = {speaker: number for number, speaker in enumerate(index["speakers"])}
-        dataset = StreamingDataset(
-            str(self.shards / split),
-            shuffle=train,
-            drop_last=train,
-            seed=self.seed,
-            transform=partial(self.sample, train=train, speaker_index=speaker_index),
-        )
+        dataset = StreamingDataset(str(self.shards / split), shuffle=train, drop_last=train, seed=self.seed)
         usable = self.usable(split, index)
-        return dataset if usable is None else dataset.subset(usable)
+        if usable is not None and len(usable) < len(index["splits"][split]):
+            dataset = dataset.subset(usable)  # a deep copy: taken before the transform, which holds this DataModule
+        dataset.transform = partial(self.sample, train=train, speaker_index=speaker_index)
+        return dataset
 
     def loader(self, split: str, train: bool) -> StreamingDataLoader:
         """A loader of ``split`` with training (random windows, shuffled) or evaluation behaviour.

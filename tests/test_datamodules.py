@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from litdata import StreamingDataset
+from torchvision.transforms.v2 import functional as F
 
 from datamodules import face
 from datamodules.mdn import LandmarkDataModule
@@ -78,6 +79,32 @@ def test_colour_augmentation_draws_once_per_sample():
     assert 10 < per_sample.sum() < 54, "grayscale is drawn per sample, for all its frames alike"
 
 
+def test_colour_augmentation_is_torchvisions_jitter_and_grayscale_per_sample():
+    """The folded colour matrix gives what torchvision's brightness, contrast, saturation and grayscale give in
+    sequence with the same factors (on frames whose intermediate values stay in [0, 1], where clamping is moot),
+    up to torchvision's red luma weight (0.2989 against 0.299)."""
+    frames = torch.rand(6, 2, 3, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 0.2 + 0.4
+    augmented = augment_colours(frames, grayscale_probability=0.5, generator=torch.Generator().manual_seed(2))
+    draws = torch.Generator().manual_seed(2)
+    brightness, contrast, saturation = (0.7 + 0.6 * torch.rand(6, generator=draws) for _ in range(3))
+    gray = torch.rand(6, generator=draws) < 0.5
+    assert 0 < gray.sum() < 6
+    for sample in range(6):
+        images = frames[sample].flatten(0, 1)  # [N, 3, H, W]
+        expected = torch.stack(
+            [
+                F.adjust_saturation(
+                    F.adjust_contrast(F.adjust_brightness(image, brightness[sample].item()), contrast[sample].item()),
+                    saturation[sample].item(),
+                )
+                for image in images
+            ]
+        )
+        if gray[sample]:
+            expected = F.rgb_to_grayscale(expected, num_output_channels=3)
+        assert torch.allclose(augmented[sample].flatten(0, 1), expected, atol=2e-4), sample  # luma 0.299 vs 0.2989
+
+
 def test_sfe_validation_windows_are_fixed_and_training_windows_vary(synthetic_shards):
     datamodule = SFEDataModule(str(synthetic_shards), steps=4, batch_size=1, num_workers=0, augment=False)
     datamodule.setup("fit")
@@ -133,10 +160,20 @@ def shards_with_a_short_clip(synthetic_shards, tmp_path_factory):
     return write_train_split(tmp_path_factory.mktemp("short"), [records[0], short, *records[1:]])
 
 
+class TrainerThatMustNotBeCopied:
+    """Stands for the Trainer a DataModule holds while fitting: leaving clips out must not deep-copy it."""
+
+    training = True
+
+    def __deepcopy__(self, memo):
+        raise AssertionError("the DataModule's Trainer was deep-copied")
+
+
 @pytest.mark.parametrize("num_workers", [0, 2])
 def test_clips_shorter_than_the_step_span_never_reach_an_sfe_batch(shards_with_a_short_clip, num_workers):
     datamodule = SFEDataModule(str(shards_with_a_short_clip), steps=8, step_stride=3, batch_size=1, num_workers=0)
     datamodule.num_workers = num_workers
+    datamodule.trainer = TrainerThatMustNotBeCopied()
     datamodule.setup("fit")
     assert datamodule.span == 26
     short = datamodule.speakers.index("short")
