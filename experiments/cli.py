@@ -231,6 +231,8 @@ class MACLCLI(LightningCLI):
         parser.add_class_arguments(RunSettings, "run")
         for source, target in LINKS:
             parser.link_arguments(source, target)
+        # Stage 2 normalises with the train split's statistics (index.json); skipped for data without them.
+        parser.link_arguments("data.statistics", "model.init_args.statistics", apply_on="instantiate")
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
