@@ -10,11 +10,13 @@
     index.json          speakers, the clip ids of each split, each clip's frame count (``clip_frames``), the
                         train-split ``statistics``, the data-contract constants; written last
 
-Clips are processed in parallel (``workers`` processes) and each record is written atomically, so an
+Clips are processed in parallel (``workers`` processes; a worker that dies, killed for memory or by a crash
+in native code, costs only its clip, skipped with the reason) and each record is written atomically, so an
 interrupted run loses at most the clips in flight; a rerun processes only the clips without a manifest line
-and repackages only the splits whose clip list changed. A corrupt or truncated video, a video without audio,
-a clip shorter than 1 s, silent audio or a clip without a face (in fewer than 80% of its frames) is skipped
-with its reason in the manifest; one bad clip never stops the run.
+and repackages only the splits whose clip list changed. A clip whose split changed (another ``val_fraction``)
+is re-split from its stored record, without running Face Mesh again. A corrupt or truncated video, a video
+without audio, a clip shorter than 1 s, silent audio or a clip without a face (in fewer than 80% of its frames)
+is skipped with its reason in the manifest; one bad clip never stops the run.
 """
 
 import argparse
@@ -24,6 +26,8 @@ import os
 import pickle
 import shutil
 import sys
+from collections.abc import Iterable
+from contextlib import closing
 from pathlib import Path
 
 import litdata
@@ -33,7 +37,8 @@ from tqdm import tqdm
 from datamodules import face
 from datamodules.audio import MEL_BINS, MELS_PER_FRAME, mel_spectrogram
 from datamodules.corpus import LAYOUTS, SPLITS, Clip, CorpusError, discover
-from datamodules.media import FPS, SAMPLE_RATE, MediaError, read_clip
+from datamodules.media import FPS, SAMPLE_RATE, MediaError, open_clip
+from datamodules.pool import imap_surviving
 from datamodules.statistics import read_record_storing_sums, train_statistics
 
 MIN_SECONDS = 1.0
@@ -63,29 +68,40 @@ class ClipSkipped(Exception):
     """A clip that cannot be used; the message is the manifest's reason."""
 
 
+def _encoded_crops(frames: Iterable[np.ndarray], face_box: face.CropBox, mouth_boxes: list[face.CropBox]):
+    """The face and mouth crops of every frame in one decoding pass, each JPEG-encoded as soon as it is cut, so
+    memory holds JPEG bytes, not raw crops: ``(face_jpeg, face_offsets), (mouth_jpeg, mouth_offsets)``."""
+    faces, mouths = [], []
+    for frame, mouth_box in zip(frames, mouth_boxes, strict=True):
+        faces.append(face.encode_jpeg([face_box.cut(frame, face.FACE_CROP_SIZE)])[0])
+        mouths.append(face.encode_jpeg([mouth_box.cut(frame, face.MOUTH_CROP_SIZE)])[0])
+    return tuple(
+        (np.concatenate(blobs), np.concatenate([[0], np.cumsum([len(blob) for blob in blobs])]).astype(np.int64))
+        for blobs in (faces, mouths)
+    )
+
+
 def process_clip(clip: Clip) -> dict:
     """The shard record of one clip (``RECORD_KEYS``); raises ClipSkipped with the reason when it is unusable."""
     try:
-        frames, audio = read_clip(clip.path)  # [T, H, W, 3], [N]
+        frames, audio = open_clip(clip.path)  # [T, H, W, 3] decoded frame by frame on each pass, [N]
+        if len(audio) < MIN_SECONDS * SAMPLE_RATE:
+            raise ClipSkipped(f"shorter than {MIN_SECONDS:g} s ({len(audio) / SAMPLE_RATE:.2f} s of audio)")
+        if np.abs(audio).max() < SILENCE_PEAK:
+            raise ClipSkipped("the audio track is silent")
+        landmarks, detected = face.track_landmarks(frames)  # the first pass, which counts the frames
     except MediaError as error:
         raise ClipSkipped(str(error)) from error
-    seconds = len(frames) / FPS
-    if seconds < MIN_SECONDS or len(audio) < MIN_SECONDS * SAMPLE_RATE:
-        raise ClipSkipped(f"shorter than {MIN_SECONDS:g} s ({min(seconds, len(audio) / SAMPLE_RATE):.2f} s)")
-    if np.abs(audio).max() < SILENCE_PEAK:
-        raise ClipSkipped("the audio track is silent")
-    landmarks, detected = face.track_landmarks(frames)
+    if len(frames) < MIN_SECONDS * FPS:
+        raise ClipSkipped(f"shorter than {MIN_SECONDS:g} s ({len(frames) / FPS:.2f} s of video)")
     if detected.mean() < face.MIN_FACE_RATIO:
         raise ClipSkipped(f"a face in only {detected.mean():.0%} of the frames (at least 80% needed)")
     landmarks, valid = face.fill_gaps(landmarks, detected)
     face_box = face.face_crop_box(landmarks, valid)
     crop_landmarks = face_box.to_crop(landmarks, face.FACE_CROP_SIZE)
     registered, pose = face.register(crop_landmarks)
-    face_jpeg, face_offsets = face.encode_jpeg([face_box.cut(frame, face.FACE_CROP_SIZE) for frame in frames])
     mouth_boxes = face.mouth_crop_boxes(landmarks)
-    mouth_jpeg, mouth_offsets = face.encode_jpeg(
-        [box.cut(frame, face.MOUTH_CROP_SIZE) for box, frame in zip(mouth_boxes, frames, strict=True)]
-    )
+    (face_jpeg, face_offsets), (mouth_jpeg, mouth_offsets) = _encoded_crops(frames, face_box, mouth_boxes)
     return {
         "clip": clip.clip_id,
         "speaker": clip.speaker,
@@ -111,6 +127,21 @@ def _record_path(shards: Path, clip_id: str) -> Path:
     return shards / "clips" / f"{clip_id}.pkl"
 
 
+def _store_record(path: Path, record: dict) -> None:
+    """Writes a clip record atomically: a crash leaves the old record or none, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "wb") as stream:
+        pickle.dump(record, stream, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(partial, path)
+
+
+def _skipped(clip: Clip, reason: str) -> dict:
+    """The manifest line of a clip that cannot be used."""
+    entry = {"clip": clip.clip_id, "speaker": clip.speaker, "split": clip.split, "status": "skipped"}
+    return {**entry, "reason": reason, "frames": 0, "face_ratio": 0.0}
+
+
 def _process_and_store(job: tuple[Clip, Path]) -> dict:
     """Worker: processes one clip, writes its record atomically, returns its manifest line."""
     clip, shards = job
@@ -118,16 +149,10 @@ def _process_and_store(job: tuple[Clip, Path]) -> dict:
     try:
         record = process_clip(clip)
     except ClipSkipped as skipped:
-        return {**entry, "status": "skipped", "reason": str(skipped), "frames": 0, "face_ratio": 0.0}
+        return _skipped(clip, str(skipped))
     except Exception as error:  # a clip must never stop the corpus: record it and go on
-        reason = f"unexpected {type(error).__name__}: {error}"
-        return {**entry, "status": "skipped", "reason": reason, "frames": 0, "face_ratio": 0.0}
-    path = _record_path(shards, clip.clip_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "wb") as stream:
-        pickle.dump(record, stream, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(partial, path)
+        return _skipped(clip, f"unexpected {type(error).__name__}: {error}")
+    _store_record(_record_path(shards, clip.clip_id), record)
     face_ratio = float(record["face_detected"].mean())
     return {**entry, "status": "ok", "reason": "", "frames": record["frames"], "face_ratio": round(face_ratio, 4)}
 
@@ -163,6 +188,13 @@ def interleave_speakers(entries: list[dict]) -> list[str]:
     return [clips[turn] for turn in range(rounds) for clips in by_speaker.values() if turn < len(clips)]
 
 
+def _load_record(item: tuple[str, str]) -> dict:
+    """Packaging's reader: the stored record at ``path`` in ``split`` (a re-split clip keeps its record and takes
+    its new split), its statistics sums stored on the way."""
+    path, split = item
+    return {**read_record_storing_sums(path), "split": split}
+
+
 def _package_split(shards: Path, split: str, clip_ids: list[str]) -> None:
     """Writes the LitData dataset of one split from the stored records, replacing the old one at the end."""
     target = shards / split
@@ -172,8 +204,8 @@ def _package_split(shards: Path, split: str, clip_ids: list[str]) -> None:
     if not clip_ids:
         return
     litdata.optimize(
-        fn=read_record_storing_sums,
-        inputs=[str(_record_path(shards, clip_id)) for clip_id in clip_ids],
+        fn=_load_record,
+        inputs=[(str(_record_path(shards, clip_id)), split) for clip_id in clip_ids],
         output_dir=str(staging),
         num_workers=1,
         chunk_bytes="64MB",
@@ -202,7 +234,6 @@ def preprocess(
         clip
         for clip in clips
         if clip.clip_id not in manifest
-        or manifest[clip.clip_id]["split"] != clip.split
         or (manifest[clip.clip_id]["status"] == "ok" and not _record_path(shards, clip.clip_id).exists())
     ]
     jobs = [(clip, shards) for clip in pending]
@@ -220,16 +251,18 @@ def preprocess(
             bar.update()
             bar.set_postfix(skipped=skipped)
 
+        for clip in clips:  # a changed split (another val_fraction, added speakers) reuses the stored record
+            if clip.clip_id in manifest and manifest[clip.clip_id]["split"] != clip.split:
+                manifest[clip.clip_id] = {**manifest[clip.clip_id], "split": clip.split}
+                manifest_file.write(json.dumps(manifest[clip.clip_id]) + "\n")
         if workers == 0:
             for job in jobs:
                 record(_process_and_store(job))
         elif jobs:
-            pool = multiprocessing.get_context("spawn").Pool(
-                min(workers, len(jobs)), initializer=_send_native_logs_to, initargs=(str(shards / "workers.log"),)
-            )
-            with pool:
-                for entry in pool.imap_unordered(_process_and_store, jobs):
-                    record(entry)
+            log = str(shards / "workers.log")
+            with closing(imap_surviving(_process_and_store, jobs, workers, _send_native_logs_to, (log,))) as done:
+                for (clip, _), entry, death in done:
+                    record(entry or _skipped(clip, death))
     bar.close()
 
     current = {clip.clip_id for clip in clips}
@@ -271,9 +304,40 @@ def preprocess(
     }
 
 
+def _default_corpus() -> Path:
+    """The embedded corpus, generated first when missing; a corpus made with other arguments at its folder is
+    one CorpusError sentence that says how to use it as it is."""
+    from datamodules.synthetic import DEFAULT_OUT, ensure_default_corpus, read_marker
+
+    try:
+        return ensure_default_corpus()
+    except CorpusError as error:
+        if read_marker(DEFAULT_OUT) is None:
+            raise
+        advice = f"to preprocess it as it is, run make data RAW={DEFAULT_OUT}"
+        raise CorpusError(f"{str(error).rstrip('.')}; {advice}.") from None
+
+
+def _layout(corpus: str, raw: str | Path) -> str:
+    """The folder layout of ``--corpus``; a generated corpus says its own (lrs3 or voxceleb2) in its marker."""
+    if corpus != "synthetic":
+        return corpus
+    from datamodules.synthetic import read_marker
+
+    made = read_marker(raw)
+    return made["arguments"]["layout"] if made else "lrs3"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Answers a bad argument with one sentence and exit status 2, without the usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message}.\n")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``make data``: preprocess a corpus into shards; bad arguments end with one sentence."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    """``make data``: preprocess a corpus into shards; bad arguments and unusable data end with one sentence."""
+    parser = _Parser(prog="python -m datamodules.preprocess", description=__doc__.split("\n")[0])
     parser.add_argument("--corpus", default="synthetic", choices=("synthetic", *LAYOUTS), help="corpus layout")
     parser.add_argument("--raw", help="corpus root (default for synthetic: the embedded corpus, built if missing)")
     parser.add_argument("--shards", help="output folder (default: data/shards/<corpus>)")
@@ -281,18 +345,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--val-fraction", type=float, default=0.1, help="share of speakers held out for validation")
     args = parser.parse_args(argv)
     shards = Path(args.shards or f"data/shards/{args.corpus}")
-    layout = "lrs3" if args.corpus == "synthetic" else args.corpus
-    raw = args.raw
-    if raw is None and args.corpus == "synthetic":
-        from datamodules.synthetic import ensure_default_corpus
-
-        raw = ensure_default_corpus()
-    if raw is None:
+    if args.raw is None and args.corpus != "synthetic":
         parser.error(f"--raw is required for the {args.corpus} corpus")
+    if args.workers < 0:
+        parser.error(f"--workers must be 0 (in this process) or more, got {args.workers}")
     try:
-        summary = preprocess(raw, layout, shards, args.workers, args.val_fraction)
-    except CorpusError as error:
+        raw = args.raw or _default_corpus()
+        summary = preprocess(raw, _layout(args.corpus, raw), shards, args.workers, args.val_fraction)
+    except (CorpusError, MediaError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"error: preprocessing into {shards} failed ({error}).", file=sys.stderr)
         return 1
     skipped = f"; {summary['skipped']} skipped (reasons in {shards / 'manifest.jsonl'})" if summary["skipped"] else ""
     print(

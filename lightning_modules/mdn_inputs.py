@@ -4,7 +4,7 @@ import inspect
 
 import torch
 
-from lightning_modules.checkpoints import CheckpointError, read_stage_checkpoint
+from lightning_modules.checkpoints import CheckpointError
 from lightning_modules.nets.sfe import SpeechFeatureExtractor
 from lightning_modules.sfe import load_speech_feature_extractor
 
@@ -13,12 +13,6 @@ SFE_DEFAULTS = {
     name: parameter.default for name, parameter in inspect.signature(SpeechFeatureExtractor).parameters.items()
 }
 DEFAULT_STEP_STRIDE = 3
-
-
-def _load_sfe(path: str) -> tuple[SpeechFeatureExtractor, dict]:
-    """ADAPTER until the SFE hand-off (``SFEHandoff(net, hparams)``) lands: the net and its checkpoint's hparams."""
-    net = load_speech_feature_extractor(path)
-    return net, read_stage_checkpoint(path, "sfe", "an SFE checkpoint")["hyper_parameters"]
 
 
 def build_sfe(checkpoint: str | None, settings: dict | None) -> tuple[SpeechFeatureExtractor, dict]:
@@ -34,9 +28,9 @@ def build_sfe(checkpoint: str | None, settings: dict | None) -> tuple[SpeechFeat
     if checkpoint is None:
         found = {**SFE_DEFAULTS, "step_stride": DEFAULT_STEP_STRIDE, **settings}
         return SpeechFeatureExtractor(**{name: found[name] for name in SFE_DEFAULTS}), found
-    net, hparams = _load_sfe(checkpoint)
-    found = {name: hparams[name] for name in SFE_DEFAULTS}
-    found["step_stride"] = hparams.get("step_stride", DEFAULT_STEP_STRIDE)
+    handoff = load_speech_feature_extractor(checkpoint)
+    found = {name: handoff.hparams[name] for name in SFE_DEFAULTS}
+    found["step_stride"] = handoff.hparams["step_stride"]
     differing = sorted(name for name, value in settings.items() if found[name] != value)
     if differing:
         expected = ", ".join(f"{name} {settings[name]}" for name in differing)
@@ -44,7 +38,7 @@ def build_sfe(checkpoint: str | None, settings: dict | None) -> tuple[SpeechFeat
         raise CheckpointError(
             f"Checkpoint {checkpoint} does not fit model.init_args.sfe_hparams: expected {expected}, found {actual}."
         )
-    return net, found
+    return handoff.net, found
 
 
 def statistics_tensors(statistics: dict | None) -> dict[str, torch.Tensor]:

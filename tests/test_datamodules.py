@@ -8,7 +8,9 @@ import litdata
 import numpy as np
 import pytest
 import torch
+from lightning.pytorch import LightningModule, Trainer
 from litdata import StreamingDataset
+from torchvision.transforms.v2 import functional as F
 
 from datamodules import face
 from datamodules.mdn import LandmarkDataModule
@@ -64,6 +66,47 @@ def test_sfe_colour_augmentation_runs_after_transfer_and_only_in_training(synthe
     assert torch.equal(datamodule.on_after_batch_transfer(shipped, 0)["frames"], plain)
 
 
+class FramesSeen(LightningModule):
+    """A stand-in LightningModule that keeps the first SFE frames its training and validation steps see."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(()))
+        self.seen = {}
+
+    def training_step(self, batch, batch_idx):
+        self.seen.setdefault("train", batch["frames"])
+        return (self.weight - batch["frames"].mean()) ** 2
+
+    def validation_step(self, batch, batch_idx):
+        self.seen.setdefault("val", batch["frames"])
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_under_a_trainer_steps_see_float_frames_augmented_only_in_training(synthetic_shards):
+    model = FramesSeen()
+    trainer = Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        limit_train_batches=1,
+        limit_val_batches=1,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(model, datamodule=SFEDataModule(str(synthetic_shards), steps=4, batch_size=2, num_workers=0))
+    for stage in ("train", "val"):
+        frames = model.seen[stage]
+        assert frames.dtype == torch.float32 and 0 <= frames.min() and frames.max() <= 1, stage
+    off_grid = lambda frames: (frames * 255 - (frames * 255).round()).abs().max()  # noqa: E731
+    assert off_grid(model.seen["val"]) < 1e-3, "validation frames are the stored pixels / 255"
+    assert off_grid(model.seen["train"]) > 0.1, "training frames are colour-augmented"
+
+
 def test_colour_augmentation_draws_once_per_sample():
     generator = torch.Generator().manual_seed(0)
     frames = torch.rand(64, 3, 2, 3, 8, 8, generator=generator) * 0.6 + 0.2  # [B, T, 5-ish, 3, H, W]
@@ -76,6 +119,32 @@ def test_colour_augmentation_draws_once_per_sample():
     grayed = augment_colours(frames, strength=0.0, grayscale_probability=0.5, generator=generator)
     per_sample = (grayed[..., 0, :, :] - grayed[..., 2, :, :]).abs().amax((1, 2, 3, 4)) < 1e-6  # [B]
     assert 10 < per_sample.sum() < 54, "grayscale is drawn per sample, for all its frames alike"
+
+
+def test_colour_augmentation_is_torchvisions_jitter_and_grayscale_per_sample():
+    """The folded colour matrix gives what torchvision's brightness, contrast, saturation and grayscale give in
+    sequence with the same factors (on frames whose intermediate values stay in [0, 1], where clamping is moot),
+    up to torchvision's red luma weight (0.2989 against 0.299)."""
+    frames = torch.rand(6, 2, 3, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 0.2 + 0.4
+    augmented = augment_colours(frames, grayscale_probability=0.5, generator=torch.Generator().manual_seed(2))
+    draws = torch.Generator().manual_seed(2)
+    brightness, contrast, saturation = (0.7 + 0.6 * torch.rand(6, generator=draws) for _ in range(3))
+    gray = torch.rand(6, generator=draws) < 0.5
+    assert 0 < gray.sum() < 6
+    for sample in range(6):
+        images = frames[sample].flatten(0, 1)  # [N, 3, H, W]
+        expected = torch.stack(
+            [
+                F.adjust_saturation(
+                    F.adjust_contrast(F.adjust_brightness(image, brightness[sample].item()), contrast[sample].item()),
+                    saturation[sample].item(),
+                )
+                for image in images
+            ]
+        )
+        if gray[sample]:
+            expected = F.rgb_to_grayscale(expected, num_output_channels=3)
+        assert torch.allclose(augmented[sample].flatten(0, 1), expected, atol=2e-4), sample  # luma 0.299 vs 0.2989
 
 
 def test_sfe_validation_windows_are_fixed_and_training_windows_vary(synthetic_shards):

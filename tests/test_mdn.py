@@ -8,9 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import wandb
 from lightning.pytorch import Trainer, seed_everything
 from scipy.stats import norm
 
+from datamodules.mdn import LandmarkDataModule
+from experiments.cli import MACLCLI
 from lightning_modules.checkpoints import CheckpointError, stamp_stage
 from lightning_modules.mdn import LandmarkMDN, load_landmark_mdn
 from lightning_modules.mdn_decoding import crossfaded, decode, gaussian_smooth
@@ -343,3 +346,54 @@ def test_mouth_correlation_is_within_clips_and_diversity_is_zero_for_identical_s
     diversity = SampleDiversity()
     diversity.update(true[None].expand(4, -1, -1, -1, -1), mask)
     assert diversity.compute().item() == 0
+
+
+# Learning on the embedded corpus
+
+
+def fast_fit(tmp_path: Path, stage: str, name: str, *extra: str):
+    """What `make pretrain-sfe FAST=1` / `make train-mdn FAST=1` run, into ``tmp_path``; the fitted CLI."""
+    args = ["fit"]
+    for config in ("base.yaml", "trainer/cpu.yaml", f"{stage}.yaml", "fast.yaml", f"fast/{stage}.yaml"):
+        args += ["--config", str(ROOT / "conf" / config)]
+    try:
+        return MACLCLI(args=[*args, "--run.root", str(tmp_path), "--run.name", name, *extra])
+    finally:
+        if wandb.run is not None:
+            wandb.finish()
+
+
+def held_out_figures(model: LandmarkMDN, shards: Path) -> dict[str, float]:
+    """Validation metrics of ``model`` over the val and test splits (held-out speakers) together."""
+    data = LandmarkDataModule(str(shards), frames=32, batch_size=4, num_workers=0)
+    data.setup("fit")
+    figures = {}
+    for split in ("val", "test"):
+        (result,) = quiet_trainer().validate(model, data.loader(split, train=False), verbose=False)
+        for name, value in result.items():
+            figures[name] = figures.get(name, 0.0) + value / 2
+    return figures
+
+
+@pytest.mark.slow
+def test_fast_mdn_on_the_embedded_corpus_follows_the_speech_of_held_out_speakers(embedded_shards, tmp_path):
+    """FAST SFE pretraining, then FAST MDN (M = 3 and M = 1) on the embedded corpus; on held-out speakers the
+    mouth beats the static reference, follows the speech, and stops following it when the audio is shuffled."""
+    shards = ["--data.shards", str(embedded_shards)]
+    sfe = fast_fit(tmp_path, "sfe", "fast", *shards)
+    sfe_checkpoint = sfe.trainer.checkpoint_callback.best_model_path
+    sfe_flag = ["--model.init_args.sfe_checkpoint", sfe_checkpoint]
+    mixture = fast_fit(tmp_path, "mdn", "m3", *shards, *sfe_flag).model
+    regression = fast_fit(tmp_path, "mdn", "m1", *shards, *sfe_flag, "--model.init_args.components", "1").model
+    assert (tmp_path / "mdn" / "m3" / "metrics.json").is_file()
+    assert list((tmp_path / "mdn" / "m3" / "pictures").glob("*.mp4")), "no landmark animation was written"
+
+    figures = held_out_figures(mixture, embedded_shards)
+    single = held_out_figures(regression, embedded_shards)
+    print({"M=3": {k: round(v, 4) for k, v in figures.items()}, "M=1": {k: round(v, 4) for k, v in single.items()}})
+    assert figures["val/lmd_mouth"] <= 0.8 * figures["val/static/lmd_mouth"]
+    assert figures["val/mouth_corr"] >= 0.5
+    assert figures["val/shuffled/mouth_corr"] < 0.2
+    assert figures["val/best_of_k_lmd_mouth"] <= single["val/lmd_mouth"]
+    assert figures["val/diversity"] > 0
+    assert all(figures[f"val/weight_{component}"] > 0.05 for component in range(3))

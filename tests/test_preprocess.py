@@ -1,17 +1,24 @@
 """Preprocessing into shards (datamodules/preprocess.py): fidelity to the generator, bad clips, resuming."""
 
+import dataclasses
+import itertools
 import json
+import os
 import pickle
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
+import imageio_ffmpeg
 import numpy as np
 import pytest
 from litdata import StreamingDataset
 
 from datamodules import preprocess as preprocessing
 from datamodules.face import mouth_opening
-from datamodules.media import read_audio, read_video, write_video
+from datamodules.media import open_clip, read_audio, read_video, write_video
 
 
 def records(shards: Path) -> dict[str, dict]:
@@ -115,6 +122,83 @@ def test_bad_clips_are_skipped_with_reasons_and_reruns_resume(corpus_with_bad_cl
     assert split_contents(interrupted) == split_contents(complete)
 
 
+def test_a_changed_validation_fraction_resplits_without_reprocessing(synthetic_corpus, synthetic_shards, tmp_path):
+    shards = tmp_path / "shards"
+    shutil.copytree(synthetic_shards, shards)
+    before = json.loads((shards / "index.json").read_text())["splits"]
+    assert before["val"], "the session corpus has a validation speaker at the default fraction"
+    summary = preprocessing.preprocess(synthetic_corpus, "lrs3", shards, workers=0, val_fraction=0.0, progress=False)
+    assert summary["processed"] == 0, "no clip goes through Face Mesh again"
+    after = json.loads((shards / "index.json").read_text())["splits"]
+    assert not after["val"] and set(after["train"]) == set(before["train"]) | set(before["val"])
+    assert after["test"] == before["test"]
+    manifest = preprocessing.read_manifest(shards)
+    assert all(manifest[clip]["split"] == "train" for clip in after["train"])
+    items = list(StreamingDataset(str(shards / "train")))
+    assert sorted(item["clip"] for item in items) == sorted(after["train"])
+    assert {item["split"] for item in items} == {"train"}, "re-split records carry their new split"
+
+
+PEAK_MEMORY = """
+import json, sys
+from pathlib import Path
+from datamodules.corpus import Clip
+from datamodules.preprocess import process_clip
+def megabytes(field):
+    return int(next(line for line in open("/proc/self/status") if line.startswith(field)).split()[1]) / 1024
+process_clip(Clip(Path(sys.argv[2]), "small", "s", "train"))  # warm-up: Face Mesh graph, imports
+with open("/proc/self/clear_refs", "w") as peak:
+    peak.write("5")  # the peak resident size (VmHWM) starts again from now
+before = megabytes("VmRSS")
+record = process_clip(Clip(Path(sys.argv[1]), "large", "s", "train"))
+growth = megabytes("VmHWM") - before
+print(json.dumps({"growth_mb": growth, "frames": record["frames"], "landmarks": record["landmarks"][:50].tolist()}))
+"""
+
+
+def test_a_long_large_clip_is_processed_in_bounded_memory(synthetic_corpus, tmp_path):
+    """A 10 s 1280x720 clip (690 MB as raw RGB) is processed with far less memory, at its source resolution."""
+    small = sorted(synthetic_corpus.rglob("*.mp4"))[0]
+    large = tmp_path / "large.mp4"
+    upscale = ["-stream_loop", "4", "-i", str(small), "-vf", "scale=720:720,pad=1280:720:280:0", "-c:v", "libx264",
+               "-preset", "ultrafast", "-c:a", "aac", str(large)]  # fmt: skip
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", *upscale], check=True)
+    frames, _ = open_clip(large)
+    first = np.stack(list(itertools.islice(frames, 2)))
+    assert first.shape == (2, 720, 1280, 3), "frames keep the source size"
+    run = subprocess.run([sys.executable, "-c", PEAK_MEMORY, str(large), str(small)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    measured = json.loads(run.stdout.strip().splitlines()[-1])
+    assert measured["frames"] >= 250, "the whole clip"
+    assert measured["growth_mb"] < 250, f"peak memory grew by {measured['growth_mb']:.0f} MB for one clip"
+    small_landmarks = preprocessing.process_clip(preprocessing.discover(synthetic_corpus, "lrs3")[0])["landmarks"]
+    error = np.abs(np.array(measured["landmarks"])[..., :2] - small_landmarks[:50, :, :2]).mean()
+    assert error < 3.0, f"the 256-crop landmarks of the upscaled clip match the source clip's ({error:.2f} px off)"
+
+
+class KillsItsWorker(os.PathLike):
+    """A clip path whose reading kills the worker process, as the OOM killer or a native crash would."""
+
+    def __fspath__(self) -> str:
+        os.kill(os.getpid(), signal.SIGKILL)
+        return ""
+
+
+def test_a_dead_worker_costs_only_its_clip(synthetic_corpus, tmp_path, monkeypatch):
+    clips = preprocessing.discover(synthetic_corpus, "lrs3")[:3]
+    doomed = dataclasses.replace(clips[1], path=KillsItsWorker())
+    monkeypatch.setattr(preprocessing, "discover", lambda *args: [clips[0], doomed, clips[2]])
+    signal.signal(signal.SIGALRM, lambda *_: pytest.fail("the pool hangs on a dead worker"))
+    signal.alarm(240)
+    try:
+        summary = preprocessing.preprocess(synthetic_corpus, "lrs3", tmp_path, workers=2, progress=False)
+    finally:
+        signal.alarm(0)
+    assert (summary["ok"], summary["skipped"]) == (2, 1)
+    entry = preprocessing.read_manifest(tmp_path)[doomed.clip_id]
+    assert entry["status"] == "skipped" and "worker process died" in entry["reason"] and "SIGKILL" in entry["reason"]
+
+
 def test_parallel_workers_give_the_same_shards(corpus_with_bad_clips, tmp_path):
     serial = tmp_path / "serial"
     parallel = tmp_path / "parallel"
@@ -126,6 +210,30 @@ def test_parallel_workers_give_the_same_shards(corpus_with_bad_clips, tmp_path):
 def test_cli_reports_a_missing_corpus_in_one_sentence(tmp_path, capsys):
     assert preprocessing.main(["--corpus", "lrs3", "--raw", str(tmp_path / "none"), "--shards", str(tmp_path)]) == 1
     assert capsys.readouterr().err.strip() == f"error: The corpus folder {tmp_path / 'none'} does not exist."
+
+
+def test_cli_answers_every_data_error_in_one_sentence(tmp_path, monkeypatch, capsys):
+    """`make corpus SPEAKERS=20` then `make data`: the generator's CorpusError is the one CorpusError, one line."""
+    from datamodules.synthetic import GENERATOR, MARKER
+
+    monkeypatch.chdir(tmp_path)
+    default = tmp_path / "data" / "corpus" / "synthetic"
+    default.mkdir(parents=True)
+    arguments = {"layout": "lrs3", "speakers": 20, "clips": 1, "seconds": 1.0, "seed": 0, "size": 256}
+    (default / MARKER).write_text(json.dumps({"generator": GENERATOR, "arguments": arguments}))
+    assert preprocessing.main(["--shards", str(tmp_path / "shards")]) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("error: ") and "made with other arguments" in error[0]
+    assert "make data RAW=data/corpus/synthetic" in error[0], "says how to preprocess the corpus that is there"
+
+    raw = tmp_path / "raw"
+    (raw / "trainval" / "spk").mkdir(parents=True)
+    (raw / "trainval" / "spk" / "00001.mp4").write_bytes(b"")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    assert preprocessing.main(["--corpus", "lrs3", "--raw", str(raw), "--shards", str(a_file)]) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith(f"error: preprocessing into {a_file} failed")
 
 
 def test_speakers_are_interleaved_round_robin():
