@@ -7,7 +7,8 @@ features (mel windows of each chunk), landmarks (SFE + MDN, absolute pose, back 
 run (``write_video``) gives frames/s and the real-time factor (seconds of compute per second of video; below 1
 is faster than real time). The models are ``runs/mdn/latest`` and ``runs/renderer/latest`` when they exist,
 else the default-size LightningModules at random initialisation (their speed does not depend on training).
-Peak memory is the maximum resident set of a fresh process that runs the whole generation (ffmpeg apart).
+Peak memory is the maximum resident set of a fresh process that runs the whole generation (ffmpeg apart), for
+10 s and for ``BENCH_LONG_SECONDS`` (default 600) of speech.
 """
 
 import os
