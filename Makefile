@@ -10,8 +10,8 @@ STAMP := $(VENV)/.installed
 
 # Conventions shared by every stage target (README, "Running a stage"):
 #   DATA=<shards dir>  NAME=<run name>  FAST=1  ARGS="<LightningCLI flags>"  TRAINER=cpu|gpu|ddp|ddp-cpu
-NAME ?= $(shell date +%Y%m%d-%H%M%S)
-NAME := $(NAME)
+# No NAME: the CLI names the run (a timestamp; under SLURM or torchrun one name that every rank agrees on).
+NAME ?=
 FAST ?=
 ARGS ?=
 TRAINER ?= $(shell $(PY) -c "import torch; print('gpu' if torch.cuda.is_available() else 'cpu')")
@@ -44,7 +44,7 @@ define fit
 $(PY) -m experiments.cli fit \
 	--config conf/base.yaml --config conf/trainer/$(TRAINER).yaml --config conf/$(1).yaml \
 	$(if $(FAST),--config conf/fast.yaml $(if $(wildcard conf/fast/$(1).yaml),--config conf/fast/$(1).yaml)) \
-	--run.name $(NAME) $(2) $(ARGS)
+	$(if $(NAME),--run.name $(NAME)) $(2) $(ARGS)
 endef
 
 .PHONY: help setup test test-all lint corpus data pretrain-sfe train-renderer bench clean

@@ -9,12 +9,14 @@
 | `folder`    | any tree of `.mp4` files                                     | parent folder   | `test/`       |
 
 The official test split stays the test split. The validation split is carved out of the rest by speaker,
-reproducibly: speakers are ranked by a hash of their id and the first ``val_fraction`` of them (at least two
-when there are four or more, so that identity metrics have negatives) go to validation.
+reproducibly and stably: a speaker goes to validation when the hash of its id, read as a number in [0, 1), is
+below ``val_fraction``, so its split never changes when speakers are added or removed. Small corpora fall back
+to a minimum: when the threshold picks fewer than two speakers out of four or more (one out of two or three),
+the speakers with the lowest hashes make up that minimum, so that identity metrics have negatives; at least one
+speaker always stays in training. Only in that fallback can added speakers move a validation speaker.
 """
 
 import hashlib
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,12 +77,19 @@ def _in_layout(layout: str, relative: Path) -> bool:
     return True
 
 
+def speaker_hash(speaker: str, seed: int = 0) -> float:
+    """A reproducible number in [0, 1) for ``speaker``: its place on the validation threshold."""
+    return int(hashlib.sha1(f"{seed}:{speaker}".encode()).hexdigest(), 16) / 16**40
+
+
 def validation_speakers(speakers: set[str], val_fraction: float, seed: int = 0) -> set[str]:
-    """The speakers held out for validation: a reproducible choice by hash (module docstring)."""
-    ranked = sorted(speakers, key=lambda speaker: hashlib.sha1(f"{seed}:{speaker}".encode()).hexdigest())
-    count = math.ceil(val_fraction * len(ranked)) if val_fraction > 0 else 0
-    if val_fraction > 0 and len(ranked) >= 4:
-        count = max(count, 2)
+    """The speakers held out for validation: hash below ``val_fraction``, with a small-corpus minimum (module
+    docstring)."""
+    if val_fraction <= 0 or len(speakers) < 2:
+        return set()
+    ranked = sorted(speakers, key=lambda speaker: speaker_hash(speaker, seed))
+    count = sum(speaker_hash(speaker, seed) < val_fraction for speaker in ranked)
+    count = max(count, 2 if len(ranked) >= 4 else 1)
     return set(ranked[: min(count, len(ranked) - 1)])
 
 

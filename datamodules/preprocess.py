@@ -5,14 +5,18 @@
     workers.log         what MediaPipe's native code printed in the worker processes
     manifest.jsonl      one line per clip: clip, speaker, split, status (ok|skipped), reason, frames, face_ratio
     clips/<clip>.pkl    the processed record of each usable clip: what a rerun does not redo
+    clips/<clip>.sums.npz  its share of the train-split statistics (``datamodules.statistics``)
     train/ val/ test/   LitData datasets (``litdata.optimize``), one sample per clip (``RECORD_KEYS``)
-    index.json          speakers, the clip ids of each split, the data-contract constants; written last
+    index.json          speakers, the clip ids of each split, each clip's frame count (``clip_frames``), the
+                        train-split ``statistics``, the data-contract constants; written last
 
-Clips are processed in parallel (``workers`` processes) and each record is written atomically, so an
+Clips are processed in parallel (``workers`` processes; a worker that dies, killed for memory or by a crash
+in native code, costs only its clip, skipped with the reason) and each record is written atomically, so an
 interrupted run loses at most the clips in flight; a rerun processes only the clips without a manifest line
-and repackages only the splits whose clip list changed. A corrupt or truncated video, a video without audio,
-a clip shorter than 1 s, silent audio or a clip without a face (in fewer than 80% of its frames) is skipped
-with its reason in the manifest; one bad clip never stops the run.
+and repackages only the splits whose clip list changed. A clip whose split changed (another ``val_fraction``)
+is re-split from its stored record, without running Face Mesh again. A corrupt or truncated video, a video
+without audio, a clip shorter than 1 s, silent audio or a clip without a face (in fewer than 80% of its frames)
+is skipped with its reason in the manifest; one bad clip never stops the run.
 """
 
 import argparse
@@ -22,6 +26,7 @@ import os
 import pickle
 import shutil
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import litdata
@@ -32,6 +37,8 @@ from datamodules import face
 from datamodules.audio import MEL_BINS, MELS_PER_FRAME, mel_spectrogram
 from datamodules.corpus import LAYOUTS, SPLITS, Clip, CorpusError, discover
 from datamodules.media import FPS, SAMPLE_RATE, MediaError, read_clip
+from datamodules.pool import imap_surviving
+from datamodules.statistics import read_record_storing_sums, train_statistics
 
 MIN_SECONDS = 1.0
 SILENCE_PEAK = 1e-4  # audio whose absolute peak stays below this is silent
@@ -43,7 +50,7 @@ RECORD_KEYS = (
     "mel",  # float16 [4T, 80]
     "landmarks",  # float32 [T, 68, 3], face-crop pixels (256 x 256)
     "registered",  # float32 [T, 68, 3], canonical frame
-    "pose",  # float32 [T, 6]: axis-angle (3), translation in face-crop pixels (2), log-scale (1)
+    "pose",  # float32 [T, 6]: axis-angle (3), translation in face-crop pixels (2), log-scale (1); absolute
     "face_detected",  # uint8 [T], 1 where Face Mesh found the face
     "valid",  # uint8 [T], detected or inside a gap of at most 5 frames
     "reference_index",  # int, the valid frame with the most closed mouth
@@ -51,6 +58,8 @@ RECORD_KEYS = (
     "face_offsets",
     "mouth_jpeg",  # uint8 [bytes] and mouth_offsets int64 [T + 1]: 96 x 96 mouth crops
     "mouth_offsets",
+    "face_box",  # float32 [3]: centre x, centre y, side of the face crop box in source pixels (face.CropBox)
+    "source_size",  # int64 [2]: height, width of the source frames (to paste a crop back)
 )
 
 
@@ -97,11 +106,19 @@ def process_clip(clip: Clip) -> dict:
         "face_offsets": face_offsets,
         "mouth_jpeg": mouth_jpeg,
         "mouth_offsets": mouth_offsets,
+        "face_box": face_box.as_array(),
+        "source_size": np.array(frames.shape[1:3], np.int64),
     }
 
 
 def _record_path(shards: Path, clip_id: str) -> Path:
     return shards / "clips" / f"{clip_id}.pkl"
+
+
+def _skipped(clip: Clip, reason: str) -> dict:
+    """The manifest line of a clip that cannot be used."""
+    entry = {"clip": clip.clip_id, "speaker": clip.speaker, "split": clip.split, "status": "skipped"}
+    return {**entry, "reason": reason, "frames": 0, "face_ratio": 0.0}
 
 
 def _process_and_store(job: tuple[Clip, Path]) -> dict:
@@ -111,10 +128,9 @@ def _process_and_store(job: tuple[Clip, Path]) -> dict:
     try:
         record = process_clip(clip)
     except ClipSkipped as skipped:
-        return {**entry, "status": "skipped", "reason": str(skipped), "frames": 0, "face_ratio": 0.0}
+        return _skipped(clip, str(skipped))
     except Exception as error:  # a clip must never stop the corpus: record it and go on
-        reason = f"unexpected {type(error).__name__}: {error}"
-        return {**entry, "status": "skipped", "reason": reason, "frames": 0, "face_ratio": 0.0}
+        return _skipped(clip, f"unexpected {type(error).__name__}: {error}")
     path = _record_path(shards, clip.clip_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
@@ -156,9 +172,11 @@ def interleave_speakers(entries: list[dict]) -> list[str]:
     return [clips[turn] for turn in range(rounds) for clips in by_speaker.values() if turn < len(clips)]
 
 
-def _load_record(path: str) -> dict:
-    with open(path, "rb") as stream:
-        return pickle.load(stream)
+def _load_record(item: tuple[str, str]) -> dict:
+    """Packaging's reader: the stored record at ``path`` in ``split`` (a re-split clip keeps its record and takes
+    its new split), its statistics sums stored on the way."""
+    path, split = item
+    return {**read_record_storing_sums(path), "split": split}
 
 
 def _package_split(shards: Path, split: str, clip_ids: list[str]) -> None:
@@ -171,7 +189,7 @@ def _package_split(shards: Path, split: str, clip_ids: list[str]) -> None:
         return
     litdata.optimize(
         fn=_load_record,
-        inputs=[str(_record_path(shards, clip_id)) for clip_id in clip_ids],
+        inputs=[(str(_record_path(shards, clip_id)), split) for clip_id in clip_ids],
         output_dir=str(staging),
         num_workers=1,
         chunk_bytes="64MB",
@@ -200,7 +218,6 @@ def preprocess(
         clip
         for clip in clips
         if clip.clip_id not in manifest
-        or manifest[clip.clip_id]["split"] != clip.split
         or (manifest[clip.clip_id]["status"] == "ok" and not _record_path(shards, clip.clip_id).exists())
     ]
     jobs = [(clip, shards) for clip in pending]
@@ -218,16 +235,18 @@ def preprocess(
             bar.update()
             bar.set_postfix(skipped=skipped)
 
+        for clip in clips:  # a changed split (another val_fraction, added speakers) reuses the stored record
+            if clip.clip_id in manifest and manifest[clip.clip_id]["split"] != clip.split:
+                manifest[clip.clip_id] = {**manifest[clip.clip_id], "split": clip.split}
+                manifest_file.write(json.dumps(manifest[clip.clip_id]) + "\n")
         if workers == 0:
             for job in jobs:
                 record(_process_and_store(job))
         elif jobs:
-            pool = multiprocessing.get_context("spawn").Pool(
-                min(workers, len(jobs)), initializer=_send_native_logs_to, initargs=(str(shards / "workers.log"),)
-            )
-            with pool:
-                for entry in pool.imap_unordered(_process_and_store, jobs):
-                    record(entry)
+            log = str(shards / "workers.log")
+            with closing(imap_surviving(_process_and_store, jobs, workers, _send_native_logs_to, (log,))) as done:
+                for (clip, _), entry, death in done:
+                    record(entry or _skipped(clip, death))
     bar.close()
 
     current = {clip.clip_id for clip in clips}
@@ -249,6 +268,8 @@ def preprocess(
         "raw": str(Path(raw).resolve()),
         "speakers": sorted({entry["speaker"] for entry in usable}),
         "splits": split_clips,
+        "clip_frames": {entry["clip"]: entry["frames"] for entry in usable},
+        "statistics": train_statistics([_record_path(shards, clip_id) for clip_id in split_clips["train"]]),
         "fps": FPS,
         "sample_rate": SAMPLE_RATE,
         "mel_bins": MEL_BINS,
@@ -267,8 +288,32 @@ def preprocess(
     }
 
 
+def _default_corpus() -> Path:
+    """The embedded corpus, generated first when missing; a corpus made with other arguments at its folder is
+    one CorpusError sentence that says how to use it as it is."""
+    from datamodules.synthetic import DEFAULT_OUT, ensure_default_corpus, read_marker
+
+    try:
+        return ensure_default_corpus()
+    except CorpusError as error:
+        if read_marker(DEFAULT_OUT) is None:
+            raise
+        advice = f"to preprocess it as it is, run make data RAW={DEFAULT_OUT}"
+        raise CorpusError(f"{str(error).rstrip('.')}; {advice}.") from None
+
+
+def _layout(corpus: str, raw: str | Path) -> str:
+    """The folder layout of ``--corpus``; a generated corpus says its own (lrs3 or voxceleb2) in its marker."""
+    if corpus != "synthetic":
+        return corpus
+    from datamodules.synthetic import read_marker
+
+    made = read_marker(raw)
+    return made["arguments"]["layout"] if made else "lrs3"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``make data``: preprocess a corpus into shards; bad arguments end with one sentence."""
+    """``make data``: preprocess a corpus into shards; bad arguments and unusable data end with one sentence."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--corpus", default="synthetic", choices=("synthetic", *LAYOUTS), help="corpus layout")
     parser.add_argument("--raw", help="corpus root (default for synthetic: the embedded corpus, built if missing)")
@@ -277,18 +322,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--val-fraction", type=float, default=0.1, help="share of speakers held out for validation")
     args = parser.parse_args(argv)
     shards = Path(args.shards or f"data/shards/{args.corpus}")
-    layout = "lrs3" if args.corpus == "synthetic" else args.corpus
-    raw = args.raw
-    if raw is None and args.corpus == "synthetic":
-        from datamodules.synthetic import ensure_default_corpus
-
-        raw = ensure_default_corpus()
-    if raw is None:
+    if args.raw is None and args.corpus != "synthetic":
         parser.error(f"--raw is required for the {args.corpus} corpus")
     try:
-        summary = preprocess(raw, layout, shards, args.workers, args.val_fraction)
-    except CorpusError as error:
+        raw = args.raw or _default_corpus()
+        summary = preprocess(raw, _layout(args.corpus, raw), shards, args.workers, args.val_fraction)
+    except (CorpusError, MediaError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"error: preprocessing into {shards} failed ({error}).", file=sys.stderr)
         return 1
     skipped = f"; {summary['skipped']} skipped (reasons in {shards / 'manifest.jsonl'})" if summary["skipped"] else ""
     print(

@@ -29,6 +29,7 @@ from scipy.interpolate import RBFInterpolator
 from scipy.ndimage import gaussian_filter1d
 from tqdm import tqdm
 
+from datamodules.corpus import CorpusError
 from datamodules.face import native_stderr_silenced
 from datamodules.media import FPS, SAMPLE_RATE, write_video
 
@@ -99,10 +100,6 @@ CONSONANTS = {
     "R": Consonant("liquid", True, (420, 1300, 1600), 0.2, -0.4),
 }
 CODAS = ("M", "N", "S", "T", "K", "L")
-
-
-class CorpusError(ValueError):
-    """A corpus that cannot be generated as asked; the message is one sentence."""
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 Every stage's LightningModule stamps its checkpoints with :data:`STAGE_KEY` (:func:`stamp_stage`); a stage
 that rebuilds a net from another stage's checkpoint reads it with :func:`read_stage_checkpoint`, takes
-the net's constructor arguments with :func:`constructor_arguments` and loads its weights with
+the net's constructor arguments with :func:`constructor_arguments` (after
+:func:`with_default_hyperparameters` for checkpoints older than an optional argument) and loads its weights with
 :func:`load_sub_state_dict`, each of which raises :class:`CheckpointError` naming the file, what was
 expected and what was found.
 """
@@ -76,6 +77,14 @@ def constructor_arguments(net: type[nn.Module], checkpoint: dict, path: str | Pa
             f"{', '.join(missing)} (it is {describe(checkpoint)})."
         )
     return {name: hparams[name] for name in parameters}
+
+
+def with_default_hyperparameters(checkpoint: dict, module: type, names: tuple[str, ...]) -> dict:
+    """The checkpoint with the hyper-parameters ``names`` of ``module`` that it lacks set to the constructor's
+    defaults: arguments added after checkpoints were written. The checkpoint itself is unchanged."""
+    parameters = inspect.signature(module).parameters
+    defaults = {name: parameters[name].default for name in names}
+    return {**checkpoint, "hyper_parameters": {**defaults, **(checkpoint.get("hyper_parameters") or {})}}
 
 
 def _listing(names: list[str], shown: int = 3) -> str:

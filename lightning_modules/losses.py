@@ -72,14 +72,27 @@ class SpeakerInfoNCE(nn.Module):
 
     Under DDP, ``candidates`` is the global batch (gathered with gradient) and ``offset`` the position of
     this rank's first clip in it, so each rank's queries see every clip of the global batch as a negative.
+    Given the candidates' ``speakers``, other clips of a query's own speaker are no negatives: their logits
+    are masked out (-inf), so the loss never pushes apart two clips of one person.
     """
 
     def __init__(self):
         super().__init__()
         self.similarity = ScaledCosine()
 
-    def forward(self, audio: torch.Tensor, candidates: torch.Tensor, offset: int = 0) -> InfoNCEOutput:
-        """Audio ``[B, D]`` of this rank's clips, visual ``[N, D]`` of all clips -> loss, logits ``[B, N]``."""
+    def forward(
+        self,
+        audio: torch.Tensor,
+        candidates: torch.Tensor,
+        offset: int = 0,
+        speakers: torch.Tensor | None = None,
+    ) -> InfoNCEOutput:
+        """Audio ``[B, D]`` of this rank's clips, visual ``[N, D]`` of all clips and their speaker ids ``[N]``
+        (None: all different) -> loss, logits ``[B, N]``."""
         logits = self.similarity(audio, candidates)  # [B, N]
         targets = offset + torch.arange(audio.shape[0], device=logits.device)
+        if speakers is not None:
+            same_speaker = speakers[targets][:, None] == speakers[None, :]  # [B, N]
+            same_speaker[torch.arange(len(targets), device=logits.device), targets] = False
+            logits = logits.masked_fill(same_speaker, float("-inf"))
         return InfoNCEOutput(F.cross_entropy(logits, targets), logits, targets)

@@ -6,6 +6,7 @@ branch (:class:`~lightning_modules.nets.sfe.SpeechFeatureExtractor`) is what sta
 :func:`load_speech_feature_extractor`.
 """
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -17,6 +18,7 @@ from lightning_modules.checkpoints import (
     load_sub_state_dict,
     read_stage_checkpoint,
     stamp_stage,
+    with_default_hyperparameters,
 )
 from lightning_modules.losses import SpeakerInfoNCE, SyncInfoNCE
 from lightning_modules.metrics import memory_perplexity
@@ -26,6 +28,8 @@ from lightning_modules.nets.visual_encoder import VisualEncoder
 STAGE = "sfe"
 AUDIO_PREFIX = "audio."
 EXPECTED = "an SFE checkpoint (written by lightning_modules.sfe.SFEPretraining)"
+ADDED_ARGUMENTS = ("step_stride",)
+"""SFEPretraining arguments newer than the first checkpoints: those get the default when loaded."""
 
 
 class SFEPretraining(LightningModule):
@@ -34,8 +38,10 @@ class SFEPretraining(LightningModule):
     Audio-branch arguments (``audio_dim`` ... ``mel_bins``) are those of ``SpeechFeatureExtractor``;
     ``memory=False`` is the no-memory ablation (linear projections instead of memory reads). The visual
     encoder is a ResNet-18 of base ``visual_width`` (64 as published) on each of ``frames_per_step`` frames.
+    ``step_stride`` (video frames between steps) is the data's, linked by the CLI and kept in the hyperparameters
+    so that stage 2 knows the spacing of the steps its BiGRU was trained on.
     In training the speaker loss's negatives are the global batch (gathered across DDP ranks); in validation
-    and test they are the device's batch.
+    and test they are the device's batch. Clips of the query's own speaker are never its negatives.
     """
 
     def __init__(
@@ -52,6 +58,7 @@ class SFEPretraining(LightningModule):
         visual_width: int = 64,
         visual_hidden: int = 512,
         frames_per_step: int = 5,
+        step_stride: int = 3,
         lr: float = 1e-4,
         weight_decay: float = 1e-4,
     ):
@@ -86,19 +93,22 @@ class SFEPretraining(LightningModule):
             return torch.randint(steps, (batch_size,), device=self.device)
         return torch.full((batch_size,), steps // 2, device=self.device)
 
-    def gather_candidates(self, visual: torch.Tensor) -> tuple[torch.Tensor, int]:
-        """This rank's visual speaker features ``[B, D]`` -> the global batch's ``[N, D]`` and this rank's offset.
+    def gather_candidates(self, visual: torch.Tensor, speakers: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """This rank's visual speaker features ``[B, D]`` and speaker ids ``[B]`` -> the global batch's ``[N, D]``
+        and ``[N]``, and this rank's offset in it.
 
-        Gathered with gradient, so each rank's loss also trains the other ranks' visual features. Ranks may
-        hold different batch sizes (a last, short batch): rows are padded to the largest and the padding dropped.
+        Features are gathered with gradient, so each rank's loss also trains the other ranks' visual features.
+        Ranks may hold different batch sizes (a last, short batch): rows are padded to the largest and the
+        padding dropped.
         """
         if self.trainer.world_size == 1:
-            return visual, 0
+            return visual, speakers, 0
         sizes = self.all_gather(torch.tensor(visual.shape[0], device=visual.device))  # [W]
-        padded = F.pad(visual, (0, 0, 0, int(sizes.max()) - visual.shape[0]))
-        gathered = self.all_gather(padded, sync_grads=True)  # [W, max(B), D]
+        padding = int(sizes.max()) - visual.shape[0]
+        gathered = self.all_gather(F.pad(visual, (0, 0, 0, padding)), sync_grads=True)  # [W, max(B), D]
+        gathered_speakers = self.all_gather(F.pad(speakers, (0, padding)))  # [W, max(B)]
         valid = torch.arange(gathered.shape[1], device=visual.device) < sizes[:, None]  # [W, max(B)]
-        return gathered[valid], int(sizes[: self.global_rank].sum())
+        return gathered[valid], gathered_speakers[valid], int(sizes[: self.global_rank].sum())
 
     def _shared_step(self, batch: dict, stage: str) -> torch.Tensor:
         batch_size = batch["audio"].shape[0]
@@ -108,9 +118,12 @@ class SFEPretraining(LightningModule):
         clips = torch.arange(batch_size, device=self.device)
         visual_identity = visual_speaker[clips, self.speaker_steps(batch)]  # [B, D]
         # Evaluation compares within each device's batch: no per-step collective (ranks may hold different
-        # numbers of evaluation batches) and numbers that do not depend on the device count.
-        candidates, offset = self.gather_candidates(visual_identity) if stage == "train" else (visual_identity, 0)
-        speaker = self.speaker_loss(audio["speaker"].mean(dim=1), candidates, offset)
+        # numbers of evaluation batches), so id_* depend on how clips are dealt to devices; sync_* do not.
+        if stage == "train":
+            candidates, speakers, offset = self.gather_candidates(visual_identity, batch["speaker"])
+        else:
+            candidates, speakers, offset = visual_identity, batch["speaker"], 0
+        speaker = self.speaker_loss(audio["speaker"].mean(dim=1), candidates, offset, speakers)
         loss = sync.loss + speaker.loss
         metrics = {
             "sync_loss": sync.loss,
@@ -150,13 +163,26 @@ class SFEPretraining(LightningModule):
         stamp_stage(checkpoint, STAGE, type(self))
 
 
-def load_speech_feature_extractor(path: str | Path) -> SpeechFeatureExtractor:
+@dataclass
+class SFEHandoff:
+    """What stage 2 takes over from an SFE checkpoint: the audio branch and the settings it was trained with."""
+
+    net: SpeechFeatureExtractor
+    hparams: dict
+    """``SFEPretraining``'s arguments (``feature_dim``, ``memory``, ``step_stride``, ...); one of
+    ``ADDED_ARGUMENTS`` that the checkpoint predates has its default."""
+
+
+def load_speech_feature_extractor(path: str | Path) -> SFEHandoff:
     """Rebuilds the SFE audio branch (encoder, BiGRU, both memories) from an SFE checkpoint, on the CPU.
 
     The net is built from the checkpoint's own hyper-parameters and returned in training mode, like any new
-    module. A missing, unreadable or other-stage file raises ``CheckpointError`` with one sentence.
+    module, beside those hyper-parameters (:class:`SFEHandoff`). A missing, unreadable or other-stage file
+    raises ``CheckpointError`` with one sentence.
     """
     checkpoint = read_stage_checkpoint(path, STAGE, EXPECTED)
+    checkpoint = with_default_hyperparameters(checkpoint, SFEPretraining, ADDED_ARGUMENTS)
     net = SpeechFeatureExtractor(**constructor_arguments(SpeechFeatureExtractor, checkpoint, path, EXPECTED))
     load_sub_state_dict(net, checkpoint, AUDIO_PREFIX, path, EXPECTED)
-    return net
+    hparams = {name: value for name, value in checkpoint["hyper_parameters"].items() if not name.startswith("_")}
+    return SFEHandoff(net, hparams)

@@ -1,12 +1,14 @@
 """The shared CLI plumbing (experiments/cli.py), driven by the toy module of tests/toy.py."""
 
 import json
+import time
 from pathlib import Path
 
 import pytest
 import torch
+from jsonargparse import Namespace
 
-from experiments.cli import MACLCLI, main
+from experiments.cli import MACLCLI, RUN_NAME_ENV, RunError, main, run_directory
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -21,6 +23,9 @@ class ParseOnlyCLI(MACLCLI):
         pass
 
     def instantiate_classes(self) -> None:
+        pass
+
+    def after_instantiate_classes(self) -> None:
         pass
 
 
@@ -92,7 +97,7 @@ def test_fit_writes_the_run_folder_and_resumes_from_last(tmp_path):
     assert metrics["val/loss"] < 0.5
     assert (run_dir / "config.yaml").is_file()
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
-    assert Path(metrics["best_checkpoint"]).is_file()
+    assert Path(metrics["best_checkpoint"]).is_file() and metrics["best_monitor"] == "val/loss"
     assert list((run_dir / "wandb").glob("offline-run-*")), "W&B should log offline when not logged in"
     assert (tmp_path / "toy" / "latest").resolve() == run_dir.resolve()
 
@@ -103,6 +108,73 @@ def test_fit_writes_the_run_folder_and_resumes_from_last(tmp_path):
 
     second = fit(tmp_path, "second")
     assert (tmp_path / "toy" / "latest").resolve() == second.resolve()
+
+
+def test_resuming_a_run_with_another_model_config_says_what_differs(tmp_path, capsys):
+    """Resuming with 4 input features instead of 8 would end in a shape error; the CLI names the keys instead
+    (a longer run, the trainer keys, stays resumable: the test above)."""
+    run_dir = fit(tmp_path, "first")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        fit(tmp_path, "first", "--model.init_args.features", "4", "--data.init_args.features", "4",
+            "--trainer.max_epochs", "3")  # fmt: skip
+    assert exit_info.value.code == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: Run ") and "\n" not in error, error
+    assert "model.init_args.features: 8 -> 4" in error and "data.init_args.features: 8 -> 4" in error, error
+    assert "max_epochs" not in error and "--run.name" in error and str(run_dir / "config.yaml") in error, error
+    assert json.loads((run_dir / "metrics.json").read_text())["global_step"] == 2 * 16, "the run must be untouched"
+
+
+def test_best_checkpoint_follows_run_monitor(tmp_path):
+    run_dir = fit(tmp_path, "monitored", "--run.monitor", "train/loss")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["best_monitor"] == "train/loss"
+    callbacks = torch.load(metrics["best_checkpoint"], weights_only=False)["callbacks"]
+    assert any("'monitor': 'train/loss'" in key for key in callbacks), list(callbacks)
+    assert parse(*BASE, "--config", TOY).run.monitor == "val/loss"
+    assert parse(*BASE, "--config", str(CONF / "sfe.yaml")).run.monitor == "val/sync_loss"
+
+
+def test_the_sfe_step_stride_is_linked_from_the_data():
+    config = parse(*BASE, "--config", str(CONF / "sfe.yaml"), "--data.init_args.step_stride", "2")
+    assert config.model.init_args.step_stride == 2
+    model_only = parse(*BASE, "--config", str(CONF / "sfe.yaml"), "--model.init_args.step_stride", "2")
+    assert model_only.model.init_args.step_stride == model_only.data.init_args.step_stride == 3, "the data wins"
+
+
+LAUNCHES = {
+    "slurm": {"SLURM_JOB_ID": "4242", "SLURM_STEP_ID": "0", "SLURM_NTASKS": "2", "SLURM_PROCID": "{rank}"},
+    "torchrun": {"TORCHELASTIC_RUN_ID": "f366dd0a-018d-4d14-9d43-49a7145450a9", "WORLD_SIZE": "2", "RANK": "{rank}"},
+}
+LAUNCH_VARIABLES = {RUN_NAME_ENV, "WORLD_SIZE", "RANK", *(name for launch in LAUNCHES.values() for name in launch)}
+
+
+def start_process(monkeypatch, launch: dict[str, str], rank: int, clock: str) -> Path:
+    """The run folder that a process of ``launch`` started at ``clock`` computes, with its own environment."""
+    for name in LAUNCH_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in launch.items():
+        monkeypatch.setenv(name, value.format(rank=rank))
+    monkeypatch.setattr(time, "strftime", lambda *args: clock)
+    return run_directory(Namespace(root="runs", stage="sfe", name=None))
+
+
+@pytest.mark.parametrize("launcher", sorted(LAUNCHES))
+def test_unnamed_ranks_started_seconds_apart_agree_on_the_run_folder(monkeypatch, launcher):
+    launch = LAUNCHES[launcher]
+    first = start_process(monkeypatch, launch, 0, "20260101-120000")
+    second = start_process(monkeypatch, launch, 1, "20260101-120001")
+    assert first == second and first.parent == Path("runs/sfe")
+    other_job = {name: value + "7" if name in ("SLURM_JOB_ID", "TORCHELASTIC_RUN_ID") else value
+                 for name, value in launch.items()}  # fmt: skip
+    assert start_process(monkeypatch, other_job, 0, "20260101-120000") != first
+
+
+def test_an_unnamed_single_process_gets_a_timestamp_and_an_unidentified_launch_is_refused(monkeypatch):
+    assert start_process(monkeypatch, {}, 0, "20260101-120000") == Path("runs/sfe/20260101-120000")
+    with pytest.raises(RunError, match="--run.name"):
+        start_process(monkeypatch, {"WORLD_SIZE": "2", "RANK": "{rank}"}, 0, "20260101-120000")
 
 
 def test_unknown_config_key_fails_with_lightning_cli_error(tmp_path, capsys):

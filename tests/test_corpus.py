@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from datamodules.corpus import CorpusError, discover, validation_speakers
+from datamodules.corpus import CorpusError, discover, speaker_hash, validation_speakers
 
 
 def make_tree(root: Path, relative_paths: list[str]) -> Path:
@@ -60,6 +60,23 @@ def test_validation_is_by_speaker_and_reproducible(tmp_path):
     assert len(validation_speakers({"a", "b", "c", "d"}, 0.1)) == 2, "at least two when there are four or more"
     assert validation_speakers({"a", "b"}, 0.1) == {"a"} or validation_speakers({"a", "b"}, 0.1) == {"b"}
     assert validation_speakers({"a", "b"}, 0.0) == set()
+
+
+def test_a_speakers_split_never_changes_when_speakers_are_added():
+    speakers = [f"spk{n:03d}" for n in range(400)]
+    growing = [validation_speakers(set(speakers[:count]), 0.1) for count in (50, 100, 200, 400)]
+    for smaller, larger, count in zip(growing, growing[1:], (50, 100, 200), strict=False):
+        assert larger & set(speakers[:count]) == smaller, "no validation speaker moves to train, none joins it"
+    assert 0.06 <= len(growing[-1]) / 400 <= 0.14, "about val_fraction of the speakers"
+    assert all(speaker_hash(speaker) < 0.1 for speaker in growing[-1])
+    fallback = validation_speakers(set(speakers[:5]), 0.1)
+    assert fallback == set(sorted(speakers[:5], key=speaker_hash)[:2]), "small corpora: the two lowest hashes"
+
+
+def test_the_data_side_has_one_corpus_error():
+    from datamodules import synthetic
+
+    assert synthetic.CorpusError is CorpusError, "the generator raises the CorpusError that entry points catch"
 
 
 def test_bad_corpus_arguments_are_one_clear_sentence(tmp_path):

@@ -106,3 +106,53 @@ def test_memory_perplexity_is_slot_count_when_uniform_and_one_when_collapsed():
     collapsed = F.one_hot(torch.full((2, 3), 5), 8).float()
     torch.testing.assert_close(memory_perplexity(uniform), torch.tensor(8.0))
     torch.testing.assert_close(memory_perplexity(collapsed), torch.tensor(1.0))
+
+
+def test_speaker_loss_drops_other_clips_of_the_same_speaker_from_the_negatives():
+    """Clips 0 and 2 share a speaker: each one's loss is the InfoNCE over the candidates without the other."""
+    torch.manual_seed(0)
+    audio, visual = torch.randn(4, 8), torch.randn(4, 8)
+    speakers = torch.tensor([5, 7, 5, 9])
+    loss_fn = SpeakerInfoNCE()
+
+    out = loss_fn(audio, visual, speakers=speakers)
+
+    logits = loss_fn.similarity(audio, visual)
+    kept = [[0, 1, 3], [0, 1, 2, 3], [1, 2, 3], [0, 1, 2, 3]]  # candidates of each query
+    losses = [
+        F.cross_entropy(logits[query, columns][None], torch.tensor([columns.index(query)]))
+        for query, columns in enumerate(kept)
+    ]
+    reference = torch.stack(losses).mean()
+    torch.testing.assert_close(out.loss, reference)
+    assert out.logits[0, 2] == out.logits[2, 0] == float("-inf")
+    assert torch.isfinite(out.logits.diagonal()).all() and torch.isfinite(out.logits[1]).all()
+    assert out.loss < loss_fn(audio, visual).loss, "a same-speaker negative only adds to the unmasked loss"
+
+
+def test_a_same_speaker_clip_cannot_take_the_identity_match():
+    """Two clips of one speaker that look alike: unmasked, each one's match is a toss-up; masked, both are right."""
+    features = torch.tensor([[1.0, 0.0], [1.0, 0.01], [0.0, 1.0]])
+    queries = torch.tensor([[1.0, 0.01], [1.0, 0.0], [0.0, 1.0]])  # clip 0's query looks more like clip 1
+    assert SpeakerInfoNCE()(queries, features).accuracy(1) < 1.0
+    masked = SpeakerInfoNCE()(queries, features, speakers=torch.tensor([3, 3, 4]))
+    assert masked.accuracy(1) == 1.0
+
+
+def test_masked_speaker_loss_over_a_gathered_global_batch_equals_the_single_batch_loss():
+    """Each simulated rank masks with the speakers of the whole global batch, as the DDP gather provides them."""
+    torch.manual_seed(0)
+    audio = torch.randn(6, 8, requires_grad=True)
+    visual = torch.randn(6, 8, requires_grad=True)
+    speakers = torch.tensor([0, 1, 2, 1, 0, 3])  # every rank holds a clip whose speaker is on the other rank
+    loss_fn = SpeakerInfoNCE()
+
+    single = loss_fn(audio, visual, speakers=speakers)
+    ranks = [loss_fn(audio[rank * 3 : rank * 3 + 3], visual, rank * 3, speakers).loss for rank in range(2)]
+    torch.testing.assert_close(torch.stack(ranks).mean(), single.loss)
+    for fast, slow in zip(
+        torch.autograd.grad(torch.stack(ranks).mean(), (audio, visual)),
+        torch.autograd.grad(single.loss, (audio, visual)),
+        strict=True,
+    ):
+        torch.testing.assert_close(fast, slow)

@@ -1,8 +1,11 @@
 """Preprocessing into shards (datamodules/preprocess.py): fidelity to the generator, bad clips, resuming."""
 
+import dataclasses
 import json
+import os
 import pickle
 import shutil
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -115,6 +118,46 @@ def test_bad_clips_are_skipped_with_reasons_and_reruns_resume(corpus_with_bad_cl
     assert split_contents(interrupted) == split_contents(complete)
 
 
+def test_a_changed_validation_fraction_resplits_without_reprocessing(synthetic_corpus, synthetic_shards, tmp_path):
+    shards = tmp_path / "shards"
+    shutil.copytree(synthetic_shards, shards)
+    before = json.loads((shards / "index.json").read_text())["splits"]
+    assert before["val"], "the session corpus has a validation speaker at the default fraction"
+    summary = preprocessing.preprocess(synthetic_corpus, "lrs3", shards, workers=0, val_fraction=0.0, progress=False)
+    assert summary["processed"] == 0, "no clip goes through Face Mesh again"
+    after = json.loads((shards / "index.json").read_text())["splits"]
+    assert not after["val"] and set(after["train"]) == set(before["train"]) | set(before["val"])
+    assert after["test"] == before["test"]
+    manifest = preprocessing.read_manifest(shards)
+    assert all(manifest[clip]["split"] == "train" for clip in after["train"])
+    items = list(StreamingDataset(str(shards / "train")))
+    assert sorted(item["clip"] for item in items) == sorted(after["train"])
+    assert {item["split"] for item in items} == {"train"}, "re-split records carry their new split"
+
+
+class KillsItsWorker(os.PathLike):
+    """A clip path whose reading kills the worker process, as the OOM killer or a native crash would."""
+
+    def __fspath__(self) -> str:
+        os.kill(os.getpid(), signal.SIGKILL)
+        return ""
+
+
+def test_a_dead_worker_costs_only_its_clip(synthetic_corpus, tmp_path, monkeypatch):
+    clips = preprocessing.discover(synthetic_corpus, "lrs3")[:3]
+    doomed = dataclasses.replace(clips[1], path=KillsItsWorker())
+    monkeypatch.setattr(preprocessing, "discover", lambda *args: [clips[0], doomed, clips[2]])
+    signal.signal(signal.SIGALRM, lambda *_: pytest.fail("the pool hangs on a dead worker"))
+    signal.alarm(240)
+    try:
+        summary = preprocessing.preprocess(synthetic_corpus, "lrs3", tmp_path, workers=2, progress=False)
+    finally:
+        signal.alarm(0)
+    assert (summary["ok"], summary["skipped"]) == (2, 1)
+    entry = preprocessing.read_manifest(tmp_path)[doomed.clip_id]
+    assert entry["status"] == "skipped" and "worker process died" in entry["reason"] and "SIGKILL" in entry["reason"]
+
+
 def test_parallel_workers_give_the_same_shards(corpus_with_bad_clips, tmp_path):
     serial = tmp_path / "serial"
     parallel = tmp_path / "parallel"
@@ -128,7 +171,43 @@ def test_cli_reports_a_missing_corpus_in_one_sentence(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == f"error: The corpus folder {tmp_path / 'none'} does not exist."
 
 
+def test_cli_answers_every_data_error_in_one_sentence(tmp_path, monkeypatch, capsys):
+    """`make corpus SPEAKERS=20` then `make data`: the generator's CorpusError is the one CorpusError, one line."""
+    from datamodules.synthetic import GENERATOR, MARKER
+
+    monkeypatch.chdir(tmp_path)
+    default = tmp_path / "data" / "corpus" / "synthetic"
+    default.mkdir(parents=True)
+    arguments = {"layout": "lrs3", "speakers": 20, "clips": 1, "seconds": 1.0, "seed": 0, "size": 256}
+    (default / MARKER).write_text(json.dumps({"generator": GENERATOR, "arguments": arguments}))
+    assert preprocessing.main(["--shards", str(tmp_path / "shards")]) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("error: ") and "made with other arguments" in error[0]
+    assert "make data RAW=data/corpus/synthetic" in error[0], "says how to preprocess the corpus that is there"
+
+    raw = tmp_path / "raw"
+    (raw / "trainval" / "spk").mkdir(parents=True)
+    (raw / "trainval" / "spk" / "00001.mp4").write_bytes(b"")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    assert preprocessing.main(["--corpus", "lrs3", "--raw", str(raw), "--shards", str(a_file)]) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith(f"error: preprocessing into {a_file} failed")
+
+
 def test_speakers_are_interleaved_round_robin():
     entries = [{"clip": f"{speaker}/{n}", "speaker": speaker} for speaker in "ba" for n in range(3)]
     entries.append({"clip": "c/0", "speaker": "c"})
     assert preprocessing.interleave_speakers(entries) == ["a/0", "b/0", "c/0", "a/1", "b/1", "a/2", "b/2"]
+
+
+def test_records_hold_the_face_box_and_source_size_to_paste_back(synthetic_corpus, synthetic_shards):
+    from datamodules.face import CropBox, decode_jpeg
+
+    for clip_id, record in list(records(synthetic_shards).items())[:2]:
+        source = read_video(synthetic_corpus / f"{clip_id}.mp4")
+        assert tuple(record["source_size"]) == source.shape[1:3] and record["source_size"].dtype == np.int64
+        assert record["face_box"].shape == (3,) and record["face_box"].dtype == np.float32
+        box = CropBox.from_array(record["face_box"])
+        stored = decode_jpeg(record["face_jpeg"], record["face_offsets"], 0)
+        assert np.abs(box.cut(source[0], 256).astype(int) - stored).mean() < 4, "the box is where the crop came from"

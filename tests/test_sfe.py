@@ -12,7 +12,7 @@ import wandb
 from lightning.pytorch import Trainer, seed_everything
 
 from datamodules.sfe import SFEDataModule
-from experiments.cli import MACLCLI
+from experiments.cli import MACLCLI, RunError, main
 from lightning_modules.checkpoints import STAGE_KEY, CheckpointError
 from lightning_modules.nets.sfe import SpeechFeatureExtractor
 from lightning_modules.sfe import SFEPretraining, load_speech_feature_extractor
@@ -36,24 +36,31 @@ def quiet_trainer(**kwargs) -> Trainer:
     return Trainer(**{**defaults, **kwargs})
 
 
-def fast_fit(tmp_path: Path, name: str, *extra: str) -> MACLCLI:
-    """What `make pretrain-sfe FAST=1` runs (base, CPU trainer, stage config, FAST profiles), into ``tmp_path``."""
-    args = ["fit"]
-    for config in ("base.yaml", "trainer/cpu.yaml", "sfe.yaml", "fast.yaml", "fast/sfe.yaml"):
-        args += ["--config", str(CONF / config)]
+def fast_configs(*trainer: str) -> list[str]:
+    """The config flags of `make pretrain-sfe FAST=1` (base, trainer preset, stage config, FAST profiles)."""
+    configs = ("base.yaml", *(trainer or ("trainer/cpu.yaml",)), "sfe.yaml", "fast.yaml", "fast/sfe.yaml")
+    return [flag for config in configs for flag in ("--config", str(CONF / config))]
+
+
+def fast_fit(tmp_path: Path, name: str, *extra: str, trainer: str = "trainer/cpu.yaml") -> MACLCLI:
+    """What `make pretrain-sfe FAST=1` runs, into ``tmp_path``."""
     try:
-        return MACLCLI(args=[*args, "--run.root", str(tmp_path), "--run.name", name, *extra])
+        args = ["fit", *fast_configs(trainer), "--run.root", str(tmp_path), "--run.name", name, *extra]
+        return MACLCLI(args=args)
     finally:
         if wandb.run is not None:
             wandb.finish()
 
 
-def cli_fit(tmp_path: Path, name: str, *extra: str) -> MACLCLI:
-    """The FAST fit on synthetic tensors (a test DataModule), cut to 2 epochs of 2 batches, validating each."""
-    synthetic = ["--data", "tests.sfe_data.SyntheticSFEData", "--data.steps", "4", "--data.image_size", "32",
-                 "--data.train_clips", "16", "--data.val_clips", "8"]  # fmt: skip
+SYNTHETIC = ["--data", "tests.sfe_data.SyntheticSFEData", "--data.steps", "4", "--data.image_size", "32",
+             "--data.val_clips", "8"]  # fmt: skip
+"""The FAST fit's data replaced by synthetic tensors (a test DataModule; add ``--data.train_clips``)."""
+
+
+def cli_fit(tmp_path: Path, name: str, *extra: str, trainer: str = "trainer/cpu.yaml") -> MACLCLI:
+    """The FAST fit on synthetic tensors, cut to 2 epochs of 2 batches, validating each."""
     epochs = ["--trainer.max_epochs", "2", "--trainer.check_val_every_n_epoch", "1"]
-    return fast_fit(tmp_path, name, *synthetic, *epochs, *extra)
+    return fast_fit(tmp_path, name, *SYNTHETIC, "--data.train_clips", "16", *epochs, *extra, trainer=trainer)
 
 
 def fixed_batch(steps: int = 4, clips: int = 3, image_size: int = 32) -> dict:
@@ -70,6 +77,7 @@ def test_fast_cli_fit_writes_a_checkpoint_that_reloads_identically_and_resumes(t
         assert math.isfinite(metrics[name]), name
     assert 1 <= metrics["val/memory_perplexity_content"] <= cli.model.hparams.memory_slots
     assert cli.model.hparams.gru_hidden == 128, "conf/fast/sfe.yaml should shrink the model"
+    assert metrics["best_monitor"] == cli.trainer.checkpoint_callback.monitor == "val/sync_loss"
 
     last = run_dir / "checkpoints" / "last.ckpt"
     checkpoint = torch.load(last, weights_only=True)
@@ -78,8 +86,10 @@ def test_fast_cli_fit_writes_a_checkpoint_that_reloads_identically_and_resumes(t
     batch = fixed_batch()
     trained = cli.model.eval()
     reloaded = SFEPretraining.load_from_checkpoint(last).eval()
-    audio_branch = load_speech_feature_extractor(last).eval()
+    handoff = load_speech_feature_extractor(last)
+    audio_branch = handoff.net.eval()
     assert isinstance(audio_branch, SpeechFeatureExtractor)
+    assert handoff.hparams["gru_hidden"] == 128 and handoff.hparams["step_stride"] == 3
     with torch.no_grad():
         expected = trained(batch["audio"])
         for name, value in reloaded(batch["audio"]).items():
@@ -93,6 +103,27 @@ def test_fast_cli_fit_writes_a_checkpoint_that_reloads_identically_and_resumes(t
     resumed = json.loads((run_dir / "metrics.json").read_text())
     assert resumed["global_step"] == 3 * 2
     assert torch.load(last, weights_only=True)["global_step"] == 3 * 2
+
+
+def test_a_model_that_does_not_fit_the_shards_is_refused_before_training(tmp_path, capsys):
+    """Mel bins and the audio window come from the shards' index.json, frames per step from the DataModule."""
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    (shards / "index.json").write_text(json.dumps({"mel_bins": 80, "mels_per_frame": 4, "speakers": [], "splits": {}}))
+    args = [*fast_configs(), "--run.root", str(tmp_path), "--data.shards", str(shards)]
+
+    fitting = MACLCLI(args=args, run=False)
+    assert (fitting.model.hparams.mel_bins, fitting.model.hparams.window_frames) == (80, 20)
+    with pytest.raises(RunError) as error:
+        MACLCLI(args=[*args, "--model.init_args.mel_bins", "64", "--model.init_args.frames_per_step", "3"], run=False)
+    message = str(error.value)
+    assert f"{shards}/index.json" in message and "\n" not in message and ". " not in message, message
+    assert "mel_bins is 64 but the shards give 80" in message and "frames_per_step is 3 but" in message, message
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *args, "--model.init_args.window_frames", "16"])
+    assert exit_info.value.code == 1
+    assert "window_frames is 16 but the shards give 20" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("memory", [True, False])
@@ -126,13 +157,23 @@ def test_short_training_learns_sync_and_identity_on_synthetic_clips():
     assert held_out["val/id_top1"] > identity_chance
 
 
-def test_bf16_mixed_training_on_cpu_gives_finite_losses():
+def test_bf16_mixed_training_on_cpu_gives_finite_losses_close_to_fp32():
+    """Two bf16-mixed training steps, then validation of the same weights on the same batches in bf16-mixed and
+    in fp32: the losses agree within 2% (bf16 keeps 8 bits of mantissa, about 0.4% per rounding)."""
+    seed_everything(0)
     model = SFEPretraining(**TINY)
+    data = SyntheticSFEData(steps=4, batch_size=4, train_clips=8, val_clips=8)
     trainer = quiet_trainer(max_steps=2, limit_val_batches=1, precision="bf16-mixed")
-    trainer.fit(model, SyntheticSFEData(steps=4, batch_size=4, train_clips=8, val_clips=4))
+    trainer.fit(model, data)
     for name in ("train/loss", "train/sync_loss", "train/speaker_loss", "val/loss"):
         assert math.isfinite(trainer.callback_metrics[name]), name
     assert all(parameter.dtype == torch.float32 for parameter in model.parameters())
+
+    (mixed,) = quiet_trainer(precision="bf16-mixed").validate(model, data, verbose=False)
+    (full,) = quiet_trainer(precision="32-true").validate(model, data, verbose=False)
+    for name in ("val/loss", "val/sync_loss", "val/speaker_loss"):
+        assert mixed[name] == pytest.approx(full[name], rel=2e-2), name
+    assert mixed["val/loss"] != full["val/loss"], "the bf16 run should round differently from fp32"
 
 
 def run_sfe_ddp(mode: str, out_dir: Path) -> list[dict]:
@@ -214,7 +255,26 @@ def test_a_corrupt_or_truncated_or_missing_file_is_refused(tmp_path):
     with pytest.raises(CheckpointError) as error:
         load_speech_feature_extractor(tmp_path / "absent.ckpt")
     assert_one_sentence(error, tmp_path / "absent.ckpt", "does not exist")
-    assert isinstance(load_speech_feature_extractor(tmp_path / "whole.ckpt"), SpeechFeatureExtractor)
+    assert isinstance(load_speech_feature_extractor(tmp_path / "whole.ckpt").net, SpeechFeatureExtractor)
+
+
+def test_the_handoff_carries_the_settings_and_gives_old_checkpoints_the_default_step_stride(tmp_path):
+    """Stage 2 reads feature size, memory and step stride from the hand-off; a checkpoint written before
+    ``step_stride`` existed loads with the published 3."""
+    trainer = quiet_trainer(max_steps=1, limit_val_batches=0)
+    trainer.fit(SFEPretraining(**TINY, memory=False, step_stride=2), SyntheticSFEData(steps=4, train_clips=4))
+    trainer.save_checkpoint(tmp_path / "new.ckpt")
+    checkpoint = torch.load(tmp_path / "new.ckpt", weights_only=True)
+    del checkpoint["hyper_parameters"]["step_stride"]
+    torch.save(checkpoint, tmp_path / "old.ckpt")
+
+    new = load_speech_feature_extractor(tmp_path / "new.ckpt")
+    old = load_speech_feature_extractor(tmp_path / "old.ckpt")
+    assert (new.hparams["feature_dim"], new.hparams["memory"], new.hparams["step_stride"]) == (16, False, 2)
+    assert (old.hparams["feature_dim"], old.hparams["memory"], old.hparams["step_stride"]) == (16, False, 3)
+    assert type(old.net.content_memory).__name__ == "LinearReadout"
+    for name, value in old.net.state_dict().items():
+        torch.testing.assert_close(value, new.net.state_dict()[name], rtol=0, atol=0)
 
 
 def accuracies(model: SFEPretraining, loader, shuffles: int = 5) -> dict[str, float]:
@@ -239,6 +299,7 @@ def accuracies(model: SFEPretraining, loader, shuffles: int = 5) -> dict[str, fl
     return {name: total / clips for name, total in totals.items()}
 
 
+@pytest.mark.slow
 def test_fast_pretraining_on_the_embedded_corpus_learns_sync_and_identity(embedded_shards, tmp_path):
     """`make pretrain-sfe FAST=1` on the embedded corpus. On held-out speakers (val and test splits), sync
     top-1 reaches 3x chance and beats the same model given time-shuffled audio. Identity top-1 beats chance
@@ -256,3 +317,48 @@ def test_fast_pretraining_on_the_embedded_corpus_learns_sync_and_identity(embedd
     assert sync >= shuffled + 1 / steps, f"sync top-1 {sync:.3f} vs {shuffled:.3f} with time-shuffled audio"
     training_speakers = accuracies(model, data.loader("train", train=False), shuffles=1)
     assert training_speakers["identity"] >= 2 / batch_size, f"identity top-1 {training_speakers['identity']:.3f}"
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed"])
+def test_fast_fit_on_one_gpu_with_mixed_precision(tmp_path, precision):
+    """conf/trainer/gpu.yaml (with 16-mixed as its comment suggests for GPUs without bf16): finite losses, fp32
+    weights, and a checkpoint whose hand-off reloads on the CPU and matches the trained model."""
+    cli = cli_fit(tmp_path, precision, "--trainer.precision", precision, trainer="trainer/gpu.yaml")
+    metrics = json.loads((tmp_path / "sfe" / precision / "metrics.json").read_text())
+    assert metrics["global_step"] == 2 * 2
+    for name in ("train/loss", "val/loss", "val/sync_loss", "val/speaker_loss"):
+        assert math.isfinite(metrics[name]), name
+    assert all(parameter.dtype == torch.float32 for parameter in cli.model.parameters())
+    handoff = load_speech_feature_extractor(tmp_path / "sfe" / precision / "checkpoints" / "last.ckpt")
+    batch = fixed_batch()
+    with torch.no_grad():
+        expected = cli.model.cpu().eval()(batch["audio"])["content"]
+        torch.testing.assert_close(handoff.net.eval()(batch["audio"])["content"], expected)
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_fast_fit_with_ddp_on_every_gpu(tmp_path):
+    """conf/trainer/ddp.yaml (all GPUs, synchronised batch norm, bf16-mixed) through `python -m experiments.cli`,
+    as `make pretrain-sfe TRAINER=ddp` runs it (Lightning's launcher re-executes the command for each rank)."""
+    devices = torch.cuda.device_count()
+    args = [*fast_configs("trainer/ddp.yaml"), *SYNTHETIC, "--data.train_clips", str(16 * devices)]
+    epochs = ["--trainer.max_epochs", "2", "--trainer.check_val_every_n_epoch", "1"]
+    run = subprocess.run(
+        [sys.executable, "-m", "experiments.cli", "fit", *args, *epochs, "--run.root", str(tmp_path)],
+        cwd=ROOT,
+        timeout=600,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr[-4000:]
+    (run_dir,) = [path for path in (tmp_path / "sfe").iterdir() if path.name != "latest"]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["global_step"] == 2 * 2, "each rank trains 2 batches of 8 clips per epoch"
+    assert math.isfinite(metrics["val/sync_loss"]) and Path(metrics["best_checkpoint"]).is_file()
+    assert load_speech_feature_extractor(run_dir / "checkpoints" / "last.ckpt").hparams["step_stride"] == 3
