@@ -8,6 +8,7 @@ torchcodec.
 import re
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,6 +92,51 @@ def _video(path: Path, info: MediaInfo, fps: float, size: tuple[int, int] | None
     return np.frombuffer(raw, np.uint8).reshape(-1, height, width, 3)
 
 
+class VideoFrames:
+    """The frames of a video, decoded while they are read: each pass over it streams ``[H, W, 3]`` uint8 frames
+    from its own ffmpeg process, so memory holds one frame, not the clip (a 60 s 1080p clip is 9 GB as raw RGB).
+    ``len`` and ``shape`` (``[T, H, W, 3]``) are known after the first full pass (``len`` decodes one if needed).
+    Raises MediaError, naming the file, when no frame decodes or the stream ends inside a frame."""
+
+    def __init__(self, path: Path, info: MediaInfo, fps: float = FPS):
+        if not info.has_video:
+            raise MediaError(f"{path} has no video stream.")
+        self.path, self.fps = path, fps
+        self.height, self.width = info.height, info.width
+        self._count: int | None = None
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        frame_bytes = self.width * self.height * 3
+        command = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(self.path), "-map", "0:v:0",
+                   "-vf", f"fps={self.fps}", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]  # fmt: skip
+        with tempfile.TemporaryFile() as errors:
+            process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, bufsize=frame_bytes)
+            count = 0
+            try:
+                while chunk := process.stdout.read(frame_bytes):
+                    if len(chunk) < frame_bytes:
+                        raise MediaError(f"{self.path} ends inside a frame; the file is truncated.")
+                    count += 1
+                    yield np.frombuffer(chunk, np.uint8).reshape(self.height, self.width, 3)
+            finally:
+                process.stdout.close()
+                process.kill()
+                process.wait()
+        if not count:
+            raise MediaError(f"{self.path} has a video stream but no frame decodes; the file is corrupt or truncated.")
+        self._count = count
+
+    def __len__(self) -> int:
+        if self._count is None:
+            for _ in self:
+                pass
+        return self._count
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return len(self), self.height, self.width, 3
+
+
 def _audio(path: Path, info: MediaInfo, sample_rate: int) -> np.ndarray:
     if not info.has_audio:
         raise MediaError(f"{path} has no audio track.")
@@ -117,6 +163,15 @@ def read_clip(path: str | Path, fps: float = FPS, sample_rate: int = SAMPLE_RATE
     info = probe(path)
     audio = _audio(path, info, sample_rate)
     return _video(path, info, fps, None), audio
+
+
+def open_clip(path: str | Path, fps: float = FPS, sample_rate: int = SAMPLE_RATE) -> tuple[VideoFrames, np.ndarray]:
+    """Like :func:`read_clip`, with frames that decode as they are read (:class:`VideoFrames`): for clips of any
+    length and size in bounded memory."""
+    path = Path(path)
+    info = probe(path)
+    audio = _audio(path, info, sample_rate)
+    return VideoFrames(path, info, fps), audio
 
 
 def write_video(

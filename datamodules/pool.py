@@ -70,6 +70,8 @@ def imap_surviving(
     jobs finish, or ``(job, None, reason)`` for a job whose worker died. ``function`` and the jobs must be
     picklable; an exception inside ``function`` is the caller's to catch there (it ends the worker like a death).
     """
+    if workers < 1:
+        raise ValueError(f"imap_surviving needs at least 1 worker, got {workers}")
     context = multiprocessing.get_context("spawn")
     pending = list(jobs)[::-1]
     start = (context, function, initializer, initargs)

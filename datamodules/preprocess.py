@@ -26,6 +26,7 @@ import os
 import pickle
 import shutil
 import sys
+from collections.abc import Iterable
 from contextlib import closing
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from tqdm import tqdm
 from datamodules import face
 from datamodules.audio import MEL_BINS, MELS_PER_FRAME, mel_spectrogram
 from datamodules.corpus import LAYOUTS, SPLITS, Clip, CorpusError, discover
-from datamodules.media import FPS, SAMPLE_RATE, MediaError, read_clip
+from datamodules.media import FPS, SAMPLE_RATE, MediaError, open_clip
 from datamodules.pool import imap_surviving
 from datamodules.statistics import read_record_storing_sums, train_statistics
 
@@ -67,29 +68,40 @@ class ClipSkipped(Exception):
     """A clip that cannot be used; the message is the manifest's reason."""
 
 
+def _encoded_crops(frames: Iterable[np.ndarray], face_box: face.CropBox, mouth_boxes: list[face.CropBox]):
+    """The face and mouth crops of every frame in one decoding pass, each JPEG-encoded as soon as it is cut, so
+    memory holds JPEG bytes, not raw crops: ``(face_jpeg, face_offsets), (mouth_jpeg, mouth_offsets)``."""
+    faces, mouths = [], []
+    for frame, mouth_box in zip(frames, mouth_boxes, strict=True):
+        faces.append(face.encode_jpeg([face_box.cut(frame, face.FACE_CROP_SIZE)])[0])
+        mouths.append(face.encode_jpeg([mouth_box.cut(frame, face.MOUTH_CROP_SIZE)])[0])
+    return tuple(
+        (np.concatenate(blobs), np.concatenate([[0], np.cumsum([len(blob) for blob in blobs])]).astype(np.int64))
+        for blobs in (faces, mouths)
+    )
+
+
 def process_clip(clip: Clip) -> dict:
     """The shard record of one clip (``RECORD_KEYS``); raises ClipSkipped with the reason when it is unusable."""
     try:
-        frames, audio = read_clip(clip.path)  # [T, H, W, 3], [N]
+        frames, audio = open_clip(clip.path)  # [T, H, W, 3] decoded frame by frame on each pass, [N]
+        if len(audio) < MIN_SECONDS * SAMPLE_RATE:
+            raise ClipSkipped(f"shorter than {MIN_SECONDS:g} s ({len(audio) / SAMPLE_RATE:.2f} s of audio)")
+        if np.abs(audio).max() < SILENCE_PEAK:
+            raise ClipSkipped("the audio track is silent")
+        landmarks, detected = face.track_landmarks(frames)  # the first pass, which counts the frames
     except MediaError as error:
         raise ClipSkipped(str(error)) from error
-    seconds = len(frames) / FPS
-    if seconds < MIN_SECONDS or len(audio) < MIN_SECONDS * SAMPLE_RATE:
-        raise ClipSkipped(f"shorter than {MIN_SECONDS:g} s ({min(seconds, len(audio) / SAMPLE_RATE):.2f} s)")
-    if np.abs(audio).max() < SILENCE_PEAK:
-        raise ClipSkipped("the audio track is silent")
-    landmarks, detected = face.track_landmarks(frames)
+    if len(frames) < MIN_SECONDS * FPS:
+        raise ClipSkipped(f"shorter than {MIN_SECONDS:g} s ({len(frames) / FPS:.2f} s of video)")
     if detected.mean() < face.MIN_FACE_RATIO:
         raise ClipSkipped(f"a face in only {detected.mean():.0%} of the frames (at least 80% needed)")
     landmarks, valid = face.fill_gaps(landmarks, detected)
     face_box = face.face_crop_box(landmarks, valid)
     crop_landmarks = face_box.to_crop(landmarks, face.FACE_CROP_SIZE)
     registered, pose = face.register(crop_landmarks)
-    face_jpeg, face_offsets = face.encode_jpeg([face_box.cut(frame, face.FACE_CROP_SIZE) for frame in frames])
     mouth_boxes = face.mouth_crop_boxes(landmarks)
-    mouth_jpeg, mouth_offsets = face.encode_jpeg(
-        [box.cut(frame, face.MOUTH_CROP_SIZE) for box, frame in zip(mouth_boxes, frames, strict=True)]
-    )
+    (face_jpeg, face_offsets), (mouth_jpeg, mouth_offsets) = _encoded_crops(frames, face_box, mouth_boxes)
     return {
         "clip": clip.clip_id,
         "speaker": clip.speaker,
@@ -115,6 +127,15 @@ def _record_path(shards: Path, clip_id: str) -> Path:
     return shards / "clips" / f"{clip_id}.pkl"
 
 
+def _store_record(path: Path, record: dict) -> None:
+    """Writes a clip record atomically: a crash leaves the old record or none, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "wb") as stream:
+        pickle.dump(record, stream, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(partial, path)
+
+
 def _skipped(clip: Clip, reason: str) -> dict:
     """The manifest line of a clip that cannot be used."""
     entry = {"clip": clip.clip_id, "speaker": clip.speaker, "split": clip.split, "status": "skipped"}
@@ -131,12 +152,7 @@ def _process_and_store(job: tuple[Clip, Path]) -> dict:
         return _skipped(clip, str(skipped))
     except Exception as error:  # a clip must never stop the corpus: record it and go on
         return _skipped(clip, f"unexpected {type(error).__name__}: {error}")
-    path = _record_path(shards, clip.clip_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "wb") as stream:
-        pickle.dump(record, stream, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(partial, path)
+    _store_record(_record_path(shards, clip.clip_id), record)
     face_ratio = float(record["face_detected"].mean())
     return {**entry, "status": "ok", "reason": "", "frames": record["frames"], "face_ratio": round(face_ratio, 4)}
 
@@ -312,9 +328,16 @@ def _layout(corpus: str, raw: str | Path) -> str:
     return made["arguments"]["layout"] if made else "lrs3"
 
 
+class _Parser(argparse.ArgumentParser):
+    """Answers a bad argument with one sentence and exit status 2, without the usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message}.\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     """``make data``: preprocess a corpus into shards; bad arguments and unusable data end with one sentence."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = _Parser(prog="python -m datamodules.preprocess", description=__doc__.split("\n")[0])
     parser.add_argument("--corpus", default="synthetic", choices=("synthetic", *LAYOUTS), help="corpus layout")
     parser.add_argument("--raw", help="corpus root (default for synthetic: the embedded corpus, built if missing)")
     parser.add_argument("--shards", help="output folder (default: data/shards/<corpus>)")
@@ -324,6 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     shards = Path(args.shards or f"data/shards/{args.corpus}")
     if args.raw is None and args.corpus != "synthetic":
         parser.error(f"--raw is required for the {args.corpus} corpus")
+    if args.workers < 0:
+        parser.error(f"--workers must be 0 (in this process) or more, got {args.workers}")
     try:
         raw = args.raw or _default_corpus()
         summary = preprocess(raw, _layout(args.corpus, raw), shards, args.workers, args.val_fraction)

@@ -11,6 +11,8 @@ what a LightningModule's ``training_step`` sees. Code that iterates a loader wit
 """
 
 import json
+import os
+import tempfile
 from functools import partial
 from pathlib import Path
 
@@ -26,15 +28,64 @@ class ShardsError(ValueError):
     """A shards folder that cannot be used; the message is one sentence naming it."""
 
 
+class ShardsURL(str):
+    """A shards folder in object storage (``s3://bucket/prefix``, also ``gs://``, ``r2://``): ``/`` joins with one
+    slash, where ``Path`` would turn ``s3://bucket`` into ``s3:/bucket``. LitData streams from it; credentials and a
+    custom endpoint come from the usual environment (``AWS_ACCESS_KEY_ID``, ``AWS_ENDPOINT_URL``, ...)."""
+
+    def __truediv__(self, part: str) -> "ShardsURL":
+        return ShardsURL(f"{self.rstrip('/')}/{part}")
+
+
+def _allow_plain_http_endpoint() -> None:
+    """An S3-compatible endpoint on plain http (MinIO in a cluster, a test server): LitData 0.2.76 downloads chunks
+    through obstore with its own client options, which drop obstore's ``AWS_ALLOW_HTTP``; add it back to them.
+    Runs at import too, so that spawned loader workers get it."""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or ""
+    if endpoint.startswith("http://"):
+        from litdata.streaming import downloader
+
+        downloader._OBSTORE_CLIENT_OPTIONS = {**downloader._OBSTORE_CLIENT_OPTIONS, "allow_http": True}
+
+
+_allow_plain_http_endpoint()
+
+
+def shards_location(shards: str | Path) -> Path | ShardsURL:
+    """``shards`` as a local Path, or as a ShardsURL when it names a remote folder (``scheme://...``)."""
+    if "://" not in str(shards):
+        return Path(shards)
+    _allow_plain_http_endpoint()
+    return ShardsURL(shards)
+
+
+def _read_remote(url: ShardsURL) -> str | None:
+    """The text of a remote file through LitData's storage client; None when it does not exist."""
+    from litdata.streaming.fs_provider import _get_fs_provider
+
+    provider = _get_fs_provider(url)
+    if not provider.exists(url):
+        return None
+    with tempfile.TemporaryDirectory() as scratch:
+        local = os.path.join(scratch, "index.json")
+        provider.download_file(url, local)
+        return Path(local).read_text()
+
+
 def read_index(shards: str | Path) -> dict:
-    """The ``index.json`` of a finished shards folder; ShardsError when the folder is missing or unfinished."""
-    path = Path(shards) / "index.json"
-    if not path.is_file():
+    """The ``index.json`` of a finished shards folder, local or remote; ShardsError when it is missing or
+    unfinished, or when remote storage cannot be reached."""
+    path = shards_location(shards) / "index.json"
+    try:
+        text = _read_remote(path) if isinstance(path, ShardsURL) else path.read_text() if path.is_file() else None
+    except Exception as error:  # botocore, google-cloud or network errors: one sentence, not a traceback
+        raise ShardsError(f"{path} cannot be read ({type(error).__name__}: {error}).") from error
+    if text is None:
         raise ShardsError(
             f"{shards} is not a finished shards folder (no index.json); build it with "
             f"`make data SHARDS={shards}` or point DATA at the output of `make data`."
         )
-    return json.loads(path.read_text())
+    return json.loads(text)
 
 
 def window_start(length: int, span: int, valid: np.ndarray, train: bool) -> int:
@@ -73,7 +124,7 @@ class ShardDataModule(LightningDataModule):
 
     def __init__(self, shards: str, batch_size: int, num_workers: int, seed: int = 0):
         super().__init__()
-        self.shards = Path(shards)
+        self.shards = shards_location(shards)
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.seed = seed

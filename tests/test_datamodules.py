@@ -8,6 +8,7 @@ import litdata
 import numpy as np
 import pytest
 import torch
+from lightning.pytorch import LightningModule, Trainer
 from litdata import StreamingDataset
 from torchvision.transforms.v2 import functional as F
 
@@ -63,6 +64,47 @@ def test_sfe_colour_augmentation_runs_after_transfer_and_only_in_training(synthe
     assert 0 <= augmented.min() and augmented.max() <= 1 and not torch.allclose(augmented, plain, atol=0.01)
     datamodule.augment = False
     assert torch.equal(datamodule.on_after_batch_transfer(shipped, 0)["frames"], plain)
+
+
+class FramesSeen(LightningModule):
+    """A stand-in LightningModule that keeps the first SFE frames its training and validation steps see."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(()))
+        self.seen = {}
+
+    def training_step(self, batch, batch_idx):
+        self.seen.setdefault("train", batch["frames"])
+        return (self.weight - batch["frames"].mean()) ** 2
+
+    def validation_step(self, batch, batch_idx):
+        self.seen.setdefault("val", batch["frames"])
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_under_a_trainer_steps_see_float_frames_augmented_only_in_training(synthetic_shards):
+    model = FramesSeen()
+    trainer = Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        limit_train_batches=1,
+        limit_val_batches=1,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(model, datamodule=SFEDataModule(str(synthetic_shards), steps=4, batch_size=2, num_workers=0))
+    for stage in ("train", "val"):
+        frames = model.seen[stage]
+        assert frames.dtype == torch.float32 and 0 <= frames.min() and frames.max() <= 1, stage
+    off_grid = lambda frames: (frames * 255 - (frames * 255).round()).abs().max()  # noqa: E731
+    assert off_grid(model.seen["val"]) < 1e-3, "validation frames are the stored pixels / 255"
+    assert off_grid(model.seen["train"]) > 0.1, "training frames are colour-augmented"
 
 
 def test_colour_augmentation_draws_once_per_sample():

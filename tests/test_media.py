@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from datamodules.media import MediaError, probe, read_audio, read_video, write_video
+from datamodules.media import MediaError, open_clip, probe, read_audio, read_video, write_video
 
 
 @pytest.fixture(scope="module")
@@ -51,3 +51,15 @@ def test_writer_rejects_wrong_frames(tmp_path):
         write_video(tmp_path / "x.mp4", np.zeros((3, 32, 32, 3), np.float32))
     with pytest.raises(ValueError, match="even"):
         write_video(tmp_path / "x.mp4", np.zeros((3, 31, 32, 3), np.uint8))
+
+
+def test_streamed_frames_equal_the_whole_read_and_fail_like_it(clip, tmp_path):
+    frames, audio = open_clip(clip)
+    assert np.array_equal(np.stack(list(frames)), read_video(clip)) and frames.shape == (50, 64, 96, 3)
+    assert np.array_equal(audio, read_audio(clip))
+    assert np.array_equal(np.stack(list(frames)), read_video(clip)), "every pass decodes the same frames"
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(clip.read_bytes()[: clip.stat().st_size * 2 // 3])
+    with pytest.raises(MediaError, match=str(truncated)):
+        frames, _ = open_clip(truncated)
+        len(frames)

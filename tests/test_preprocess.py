@@ -1,20 +1,24 @@
 """Preprocessing into shards (datamodules/preprocess.py): fidelity to the generator, bad clips, resuming."""
 
 import dataclasses
+import itertools
 import json
 import os
 import pickle
 import shutil
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
+import imageio_ffmpeg
 import numpy as np
 import pytest
 from litdata import StreamingDataset
 
 from datamodules import preprocess as preprocessing
 from datamodules.face import mouth_opening
-from datamodules.media import read_audio, read_video, write_video
+from datamodules.media import open_clip, read_audio, read_video, write_video
 
 
 def records(shards: Path) -> dict[str, dict]:
@@ -133,6 +137,43 @@ def test_a_changed_validation_fraction_resplits_without_reprocessing(synthetic_c
     items = list(StreamingDataset(str(shards / "train")))
     assert sorted(item["clip"] for item in items) == sorted(after["train"])
     assert {item["split"] for item in items} == {"train"}, "re-split records carry their new split"
+
+
+PEAK_MEMORY = """
+import json, sys
+from pathlib import Path
+from datamodules.corpus import Clip
+from datamodules.preprocess import process_clip
+def megabytes(field):
+    return int(next(line for line in open("/proc/self/status") if line.startswith(field)).split()[1]) / 1024
+process_clip(Clip(Path(sys.argv[2]), "small", "s", "train"))  # warm-up: Face Mesh graph, imports
+with open("/proc/self/clear_refs", "w") as peak:
+    peak.write("5")  # the peak resident size (VmHWM) starts again from now
+before = megabytes("VmRSS")
+record = process_clip(Clip(Path(sys.argv[1]), "large", "s", "train"))
+growth = megabytes("VmHWM") - before
+print(json.dumps({"growth_mb": growth, "frames": record["frames"], "landmarks": record["landmarks"][:50].tolist()}))
+"""
+
+
+def test_a_long_large_clip_is_processed_in_bounded_memory(synthetic_corpus, tmp_path):
+    """A 10 s 1280x720 clip (690 MB as raw RGB) is processed with far less memory, at its source resolution."""
+    small = sorted(synthetic_corpus.rglob("*.mp4"))[0]
+    large = tmp_path / "large.mp4"
+    upscale = ["-stream_loop", "4", "-i", str(small), "-vf", "scale=720:720,pad=1280:720:280:0", "-c:v", "libx264",
+               "-preset", "ultrafast", "-c:a", "aac", str(large)]  # fmt: skip
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", *upscale], check=True)
+    frames, _ = open_clip(large)
+    first = np.stack(list(itertools.islice(frames, 2)))
+    assert first.shape == (2, 720, 1280, 3), "frames keep the source size"
+    run = subprocess.run([sys.executable, "-c", PEAK_MEMORY, str(large), str(small)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    measured = json.loads(run.stdout.strip().splitlines()[-1])
+    assert measured["frames"] >= 250, "the whole clip"
+    assert measured["growth_mb"] < 250, f"peak memory grew by {measured['growth_mb']:.0f} MB for one clip"
+    small_landmarks = preprocessing.process_clip(preprocessing.discover(synthetic_corpus, "lrs3")[0])["landmarks"]
+    error = np.abs(np.array(measured["landmarks"])[..., :2] - small_landmarks[:50, :, :2]).mean()
+    assert error < 3.0, f"the 256-crop landmarks of the upscaled clip match the source clip's ({error:.2f} px off)"
 
 
 class KillsItsWorker(os.PathLike):
