@@ -58,7 +58,7 @@ class FaceRenderer(LightningModule):
         blocks: int = 1,
         flow: bool = True,
         max_flow: float = 0.05,
-        mask_bias: float = 3.0,
+        mask_bias: float = 0.0,
         l1_weight: float = 1.0,
         ssim_weight: float = 1.0,
         mouth_weight: float = 1.0,

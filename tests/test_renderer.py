@@ -95,7 +95,7 @@ def test_the_sketch_fills_the_open_mouth_and_draws_the_parts():
     assert drawn[0, 0, chin[1], chin[0]] > 0.5 and drawn[0, 0, 2, 2] < 0.01
 
 
-def test_render_gives_frames_in_range_and_an_untrained_net_is_close_to_its_warp():
+def test_render_gives_frames_in_range_and_an_untrained_net_renders_its_warp():
     model = FaceRenderer(**TINY).eval()
     batch = next(iter(SyntheticRenderData(batch_size=3).val_dataloader()))
     inputs = batch["reference"], batch["reference_landmarks"], batch["target_landmarks"]
@@ -104,7 +104,7 @@ def test_render_gives_frames_in_range_and_an_untrained_net_is_close_to_its_warp(
     assert 0 <= frames.min() and frames.max() <= 1
     result = model(*inputs)
     assert result["mask"].shape == (3, 1, 64, 64) and 0 <= result["mask"].min() and result["mask"].max() <= 1
-    assert (frames - result["warped"]).abs().mean() < 0.05
+    torch.testing.assert_close(frames, result["warped"], rtol=0, atol=1e-6)
 
 
 def test_mouth_boxes_surround_the_lips_and_crops_are_differentiable():
@@ -200,13 +200,14 @@ def test_the_patchgan_option_trains_both_players(tmp_path):
     assert any(not torch.equal(a, b) for a, b in zip(before, model.discriminator.parameters(), strict=True))
 
 
-def mouth_psnr(model: FaceRenderer, loader) -> dict[str, float]:
-    """PSNR over the target's mouth box of the renderer, of its warp alone and of a copy of the reference."""
+def mouth_psnr(model: FaceRenderer, loader, transfer=lambda batch: batch) -> dict[str, float]:
+    """PSNR over the target's mouth box of the renderer, of its warp alone and of a copy of the reference
+    (``transfer`` turns a loader batch into a training-step batch)."""
     errors = {"renderer": 0.0, "warp": 0.0, "copy": 0.0}
     count = 0
     model.eval()
     with torch.no_grad():
-        for batch in loader:
+        for batch in map(transfer, loader):
             result = model(batch["reference"], batch["reference_landmarks"], batch["target_landmarks"])
             boxes = mouth_boxes(batch["target_landmarks"])
             truth = crop_boxes(batch["target"], boxes)
@@ -240,14 +241,14 @@ def fast_fit(tmp_path: Path, name: str, *extra: str) -> MACLCLI:
 
 @pytest.mark.slow
 def test_fast_training_on_the_embedded_corpus_beats_copy_and_warp_on_unseen_people(embedded_shards, tmp_path):
-    """`make train-renderer FAST=1` on the embedded corpus, judged on its test split: speakers the renderer
-    never saw (the same two base photos as the training speakers, but another mirror, face size, aspect and
-    colour grade: the corpus has no third person). Over the mouth box, the renderer beats copying the
-    reference and its own warp without the refinement, in PSNR."""
+    """`make train-renderer FAST=1` on the embedded corpus, judged on its test split: the held-out person (Grace
+    Hopper's photo; the training and validation speakers are the astronaut and the cameraman), whom the renderer
+    never saw. Over the mouth box, the renderer beats copying the reference and its own warp without the
+    refinement, in PSNR."""
     model = fast_fit(tmp_path, "fast", "--data.shards", str(embedded_shards)).model
     data = RenderDataModule(str(embedded_shards), batch_size=4, num_workers=0)
     data.setup("test")
-    scores = mouth_psnr(model, data.loader("test", train=False))
+    scores = mouth_psnr(model, data.loader("test", train=False), lambda batch: data.on_after_batch_transfer(batch, 0))
     print(f"test-split mouth PSNR: {scores}")
     assert scores["renderer"] > scores["copy"] + 1, scores
-    assert scores["renderer"] > scores["warp"] + 0.5, scores
+    assert scores["renderer"] > scores["warp"] + 0.2, scores

@@ -2,8 +2,8 @@
 
 The warp moves the reference photo's own pixels from its landmarks to the target's, so identity comes from
 the photo, not from what the net learned; the refinement (a small U-Net on the warped reference, the
-reference and the target's landmark sketch) predicts a small flow correction, the colours of what the warp
-cannot supply (mouth interior, teeth) and the mask that blends them in.
+reference and the target's landmark sketch) predicts a small flow correction, a colour residual for what the
+warp cannot supply (mouth interior, teeth) and the mask that lets it in.
 """
 
 import torch
@@ -22,8 +22,9 @@ class WarpRefineRenderer(nn.Module):
     ``grid_size``, ``anchors`` (pinned points per border side) and ``regularisation`` shape the spline
     (``nets.warp.tps_sampling_grid``); ``sketch_size``/``sketch_sigma`` the landmark sketch; ``width``,
     ``levels`` and ``blocks`` the U-Net; ``flow`` adds a predicted correction of at most ``max_flow``
-    (normalised units: 0.05 is 6 px at 256) to the spline's grid. ``mask_bias`` starts the mask near 1, so an
-    untrained net renders (almost) the warp alone.
+    (normalised units: 0.05 is 6 px at 256) to the spline's grid. The frame is ``mask * corrected + (1 - mask) *
+    painted`` with ``painted = corrected + residual``: the residual and flow heads start at zero, so an untrained
+    net renders exactly its warp; ``mask_bias`` is the mask's starting logit.
     """
 
     def __init__(
@@ -39,7 +40,7 @@ class WarpRefineRenderer(nn.Module):
         blocks: int = 1,
         flow: bool = True,
         max_flow: float = 0.05,
-        mask_bias: float = 3.0,
+        mask_bias: float = 0.0,
     ):
         super().__init__()
         self.size, self.grid_size, self.anchors, self.regularisation = size, grid_size, anchors, regularisation
@@ -49,9 +50,9 @@ class WarpRefineRenderer(nn.Module):
         self.refiner = RefinementUNet(6 + self.sketch.out_channels, outputs, width, levels, blocks)
         with torch.no_grad():
             self.refiner.out.bias[MASK] = mask_bias
-            if flow:
-                self.refiner.out.weight[FLOW] = 0.0
-                self.refiner.out.bias[FLOW] = 0.0
+            for heads in (PAINT, FLOW) if flow else (PAINT,):
+                self.refiner.out.weight[heads] = 0.0
+                self.refiner.out.bias[heads] = 0.0
 
     def spline_grid(self, reference_landmarks: torch.Tensor, target_landmarks: torch.Tensor) -> torch.Tensor:
         """``[B, S, S, 2]``: where each output pixel reads the reference under the landmark spline."""
@@ -77,7 +78,8 @@ class WarpRefineRenderer(nn.Module):
         refine: bool = True,
     ) -> dict[str, torch.Tensor]:
         """``output`` (the frame) and ``warped`` (the spline warp alone) ``[B, 3, S, S]``; with ``refine``
-        also ``mask`` ``[B, 1, S, S]`` (1: keep the warp) and ``painted`` ``[B, 3, S, S]``."""
+        also ``mask`` ``[B, 1, S, S]`` (1: keep the warp) and ``painted`` ``[B, 3, S, S]``. The output is clamped
+        to [0, 1]."""
         grid = self.spline_grid(reference_landmarks, target_landmarks)
         warped = warp(reference, grid)
         if not refine:
@@ -89,6 +91,6 @@ class WarpRefineRenderer(nn.Module):
             correction = self.max_flow * torch.tanh(raw[:, FLOW].float())  # [B, 2, S, S]
             corrected = warp(reference, grid + correction.permute(0, 2, 3, 1))
         mask = torch.sigmoid(raw[:, MASK])
-        painted = torch.sigmoid(raw[:, PAINT])
-        output = mask * corrected + (1 - mask) * painted
+        painted = corrected + torch.tanh(raw[:, PAINT])
+        output = (mask * corrected + (1 - mask) * painted).clamp(0, 1)
         return {"output": output, "warped": warped, "mask": mask, "painted": painted}

@@ -64,7 +64,8 @@ class LandmarkSketch(nn.Module):
         points = self.weights @ landmarks[..., :2].float()  # [B, N, 2]
         profile = torch.exp(-(self.axis[None, None] - points[..., None]).square() / (2 * self.sigma**2))  # [B, N, 2, S]
         along_x, along_y = profile[:, :, 0], profile[:, :, 1]  # [B, N, S]
-        lines = torch.einsum("cn,bny,bnx->bcyx", self.membership, along_y, along_x).clamp(max=1.0)
+        rows = self.membership[None, :, :, None] * along_y[:, None]  # [B, parts, N, S(y)]
+        lines = (rows.transpose(-1, -2) @ along_x[:, None]).clamp(max=1.0)  # [B, parts, S(y), S(x)]
         inside = self._inside(landmarks[:, self.inner, :2].float())  # [B, S, S]
         return torch.cat([lines, inside[:, None]], 1)
 
