@@ -126,6 +126,15 @@ def test_resuming_a_run_with_another_model_config_says_what_differs(tmp_path, ca
     assert json.loads((run_dir / "metrics.json").read_text())["global_step"] == 2 * 16, "the run must be untouched"
 
 
+def test_last_checkpoint_is_the_newest_state_even_when_the_monitor_did_not_improve(tmp_path):
+    """With the best taken as the largest validation loss, only the first epoch is "best"; last.ckpt must still
+    hold the end of training, which a rerun of the name resumes from."""
+    run_dir = fit(tmp_path, "worsening", "--run.monitor_mode", "max")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert torch.load(metrics["best_checkpoint"], weights_only=False)["global_step"] == 16
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 2 * 16
+
+
 def test_best_checkpoint_follows_run_monitor(tmp_path):
     run_dir = fit(tmp_path, "monitored", "--run.monitor", "train/loss")
     metrics = json.loads((run_dir / "metrics.json").read_text())
