@@ -28,6 +28,7 @@ import wandb
 import yaml
 from jsonargparse import Namespace
 from lightning.pytorch import Callback, LightningDataModule, LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from datamodules.audio import MELS_PER_FRAME, WINDOW_MELS
@@ -217,6 +218,28 @@ class RunRecorder(Callback):
                 record["best_score"] = float(checkpoint.best_model_score)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+
+class RunModelCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint whose ``last.ckpt`` is the newest state after every validation.
+
+    Lightning 2.6 refreshes ``last`` only when it also saves a best checkpoint, so after an epoch whose monitor
+    did not improve, a rerun of the same name would resume from an older state.
+    """
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        self._refresh_last(trainer, on_train_epoch_end=True)
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        self._refresh_last(trainer, on_train_epoch_end=False)
+
+    def _refresh_last(self, trainer: Trainer, on_train_epoch_end: bool) -> None:
+        """Saves ``last`` where Lightning saves checkpoints (train epoch end or validation end) if it did not."""
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            if self._should_save_on_train_epoch_end(trainer) == on_train_epoch_end:
+                self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
 class MACLCLI(LightningCLI):

@@ -119,11 +119,20 @@ def test_resuming_a_run_with_another_model_config_says_what_differs(tmp_path, ca
         fit(tmp_path, "first", "--model.init_args.features", "4", "--data.init_args.features", "4",
             "--trainer.max_epochs", "3")  # fmt: skip
     assert exit_info.value.code == 1
-    error = capsys.readouterr().err.strip()
-    assert error.startswith("error: Run ") and "\n" not in error, error
+    error = capsys.readouterr().err.strip().splitlines()[-1]  # one line, after any warnings
+    assert error.startswith("error: Run ") and ". " not in error, error
     assert "model.init_args.features: 8 -> 4" in error and "data.init_args.features: 8 -> 4" in error, error
     assert "max_epochs" not in error and "--run.name" in error and str(run_dir / "config.yaml") in error, error
     assert json.loads((run_dir / "metrics.json").read_text())["global_step"] == 2 * 16, "the run must be untouched"
+
+
+def test_last_checkpoint_is_the_newest_state_even_when_the_monitor_did_not_improve(tmp_path):
+    """With the best taken as the largest validation loss, only the first epoch is "best"; last.ckpt must still
+    hold the end of training, which a rerun of the name resumes from."""
+    run_dir = fit(tmp_path, "worsening", "--run.monitor_mode", "max")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert torch.load(metrics["best_checkpoint"], weights_only=False)["global_step"] == 16
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 2 * 16
 
 
 def test_best_checkpoint_follows_run_monitor(tmp_path):
