@@ -14,7 +14,7 @@ STACK_OFFSETS = np.arange(-2, 3)  # the 5 frames around a step, as in stage-1 tr
 
 @dataclass(frozen=True)
 class Track:
-    """MediaPipe landmarks of a clip: ``landmarks`` ``[T, 68, 3]`` in frame pixels (gaps filled), ``detected`` ``[T]``."""
+    """MediaPipe landmarks of a clip: ``landmarks [T, 68, 3]`` in frame pixels (gaps filled), ``detected [T]``."""
 
     landmarks: np.ndarray
     detected: np.ndarray
