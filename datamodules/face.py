@@ -225,6 +225,29 @@ def unregister(registered: np.ndarray, pose: np.ndarray, depth: float = 0.0) -> 
     return landmarks.reshape(shape).astype(np.float32)
 
 
+def relative_pose(pose: np.ndarray, reference_pose: np.ndarray) -> np.ndarray:
+    """Pose ``[..., 6]`` relative to ``reference_pose`` (``[6]`` or ``[..., 6]``): rotation ``R_t R_ref^-1`` as
+    axis-angle, translation ``(t_t - t_ref) / exp(s_ref)`` (in units of the reference face's size), log-scale
+    ``s_t - s_ref``. A frame's pose relative to itself is 0."""
+    pose, reference = np.broadcast_arrays(np.asarray(pose, np.float64), np.asarray(reference_pose, np.float64))
+    flat, flat_reference = pose.reshape(-1, 6), reference.reshape(-1, 6)
+    rotation = Rotation.from_rotvec(flat[:, :3]) * Rotation.from_rotvec(flat_reference[:, :3]).inv()
+    translation = (flat[:, 3:5] - flat_reference[:, 3:5]) / np.exp(flat_reference[:, 5:6])
+    relative = np.concatenate([rotation.as_rotvec(), translation, flat[:, 5:6] - flat_reference[:, 5:6]], 1)
+    return relative.reshape(pose.shape).astype(np.float32)
+
+
+def absolute_pose(relative: np.ndarray, reference_pose: np.ndarray) -> np.ndarray:
+    """The absolute pose ``[..., 6]`` of a pose ``relative`` ``[..., 6]`` to ``reference_pose`` (``[6]`` or
+    ``[..., 6]``): the exact inverse of :func:`relative_pose`."""
+    relative, reference = np.broadcast_arrays(np.asarray(relative, np.float64), np.asarray(reference_pose, np.float64))
+    flat, flat_reference = relative.reshape(-1, 6), reference.reshape(-1, 6)
+    rotation = Rotation.from_rotvec(flat[:, :3]) * Rotation.from_rotvec(flat_reference[:, :3])
+    translation = flat_reference[:, 3:5] + flat[:, 3:5] * np.exp(flat_reference[:, 5:6])
+    pose = np.concatenate([rotation.as_rotvec(), translation, flat_reference[:, 5:6] + flat[:, 5:6]], 1)
+    return pose.reshape(relative.shape).astype(np.float32)
+
+
 def inner_lip_area(landmarks: np.ndarray) -> np.ndarray:
     """Area ``[...]`` of the inner-lip polygon (points 60-67) in the image plane: 0 for a closed mouth."""
     x, y = landmarks[..., INNER_LIPS, 0], landmarks[..., INNER_LIPS, 1]
@@ -251,6 +274,16 @@ class CropBox:
     centre_y: float
     side: float
 
+    @classmethod
+    def from_array(cls, box: np.ndarray) -> "CropBox":
+        """The box of a record's ``face_box`` ``[3]``: centre x, centre y, side."""
+        centre_x, centre_y, side = (float(value) for value in np.asarray(box).reshape(3))
+        return cls(centre_x, centre_y, side)
+
+    def as_array(self) -> np.ndarray:
+        """``[3]`` float32: centre x, centre y, side (a record's ``face_box``)."""
+        return np.array([self.centre_x, self.centre_y, self.side], np.float32)
+
     def to_crop(self, landmarks: np.ndarray, size: int) -> np.ndarray:
         """``landmarks`` ``[..., 3]`` from source pixels to the pixels of a ``size`` crop (z scaled alike)."""
         factor = size / self.side
@@ -260,15 +293,41 @@ class CropBox:
     def cut(self, frame: np.ndarray, size: int) -> np.ndarray:
         """The crop of an ``[H, W, 3]`` frame resampled to ``[size, size, 3]``; outside pixels repeat the edge."""
         factor = size / self.side
-        affine = np.array(
+        interpolation = cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR
+        return cv2.warpAffine(
+            frame, self._affine(size), (size, size), flags=interpolation, borderMode=cv2.BORDER_REPLICATE
+        )
+
+    def paste(self, frame: np.ndarray, crop: np.ndarray, feather: float = 0.1) -> np.ndarray:
+        """``frame`` ``[H, W, 3]`` with ``crop`` ``[S, S, 3]`` put back where :meth:`cut` took it (the inverse of
+        ``cut``), blended over an edge ``feather * S`` crop pixels wide so no seam shows; outside the box the frame
+        is untouched. The result has the frame's dtype."""
+        size = crop.shape[0]
+        height, width = frame.shape[:2]
+        ramp = max(feather * size, 1e-6)
+        distance = np.minimum(np.arange(size), np.arange(size)[::-1]) + 0.5  # [S] to the nearest crop edge
+        edge = np.clip(distance / ramp, 0.0, 1.0).astype(np.float32)
+        alpha = np.outer(edge, edge)  # [S, S], 1 inside, falling to 0 at the border
+        inverse = cv2.WARP_INVERSE_MAP | cv2.INTER_LINEAR
+        placed = cv2.warpAffine(
+            crop.astype(np.float32), self._affine(size), (width, height), flags=inverse, borderMode=cv2.BORDER_REPLICATE
+        )
+        weight = cv2.warpAffine(alpha, self._affine(size), (width, height), flags=inverse, borderValue=0.0)
+        blended = weight[..., None] * placed + (1.0 - weight[..., None]) * frame.astype(np.float32)
+        if np.issubdtype(frame.dtype, np.integer):
+            blended = np.clip(np.rint(blended), np.iinfo(frame.dtype).min, np.iinfo(frame.dtype).max)
+        return blended.astype(frame.dtype)
+
+    def _affine(self, size: int) -> np.ndarray:
+        """``[2, 3]`` affine from source pixels to the pixels of a ``size`` crop."""
+        factor = size / self.side
+        return np.array(
             [
                 [factor, 0, -(self.centre_x - self.side / 2) * factor],
                 [0, factor, -(self.centre_y - self.side / 2) * factor],
             ],
             np.float32,
         )
-        interpolation = cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR
-        return cv2.warpAffine(frame, affine, (size, size), flags=interpolation, borderMode=cv2.BORDER_REPLICATE)
 
 
 def face_crop_box(landmarks: np.ndarray, valid: np.ndarray) -> CropBox:

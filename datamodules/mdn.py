@@ -1,12 +1,13 @@
-"""Stage-2 data: per-frame audio windows with registered landmarks, pose and a reference face shape."""
+"""Stage-2 data: per-frame audio windows with registered landmarks, relative pose and a reference frame."""
 
 from typing import TypedDict
 
 import numpy as np
 import torch
 
+from datamodules import face
 from datamodules.audio import audio_windows
-from datamodules.shards import ShardDataModule, window_start
+from datamodules.shards import ShardDataModule, ShardsError, read_index, window_start
 
 
 class LandmarkBatch(TypedDict):
@@ -14,16 +15,33 @@ class LandmarkBatch(TypedDict):
 
     audio: torch.Tensor  # float32 [B, T, 20, 80], the mel window centred on each frame
     registered: torch.Tensor  # float32 [B, T, 68, 3], landmarks in the canonical frame (expression)
-    pose: torch.Tensor  # float32 [B, T, 6], axis-angle (3), translation in crop pixels (2), log-scale (1)
-    reference: torch.Tensor  # float32 [B, 68, 3], registered landmarks of the clip's most closed mouth
+    pose: torch.Tensor  # float32 [B, T, 6], pose relative to the reference frame (face.relative_pose), raw
+    reference: torch.Tensor  # float32 [B, 68, 3], registered landmarks of the reference frame
+    reference_pose: torch.Tensor  # float32 [B, 6], the reference frame's absolute pose
     landmarks: torch.Tensor  # float32 [B, T, 68, 3], image-space landmarks in face-crop pixels (evaluation)
     mask: torch.Tensor  # float32 [B, T], 1 for real, valid frames; 0 for padding or long face gaps
     speaker: torch.Tensor  # int64 [B], index into LandmarkDataModule.speakers
 
 
+def reference_frame(registered: np.ndarray, valid: np.ndarray, window: np.ndarray) -> int:
+    """The reference of a window: the valid frame with the most closed mouth outside ``window`` (frame indices
+    ``[T]``) when the clip has one, else the most closed valid frame inside it."""
+    outside = valid.copy()
+    outside[window] = False
+    candidates = outside if outside.any() else valid
+    return int(np.argmin(np.where(candidates, face.inner_lip_area(registered), np.inf)))
+
+
 class LandmarkDataModule(ShardDataModule):
     """Windows of ``frames`` consecutive video frames (random in training, centred otherwise); a clip shorter
-    than the window is padded by repeating its last frame, with ``mask`` 0 there."""
+    than the window is padded by repeating its last frame, with ``mask`` 0 there.
+
+    Each window comes with a reference frame that it does not contain: the valid frame with the most closed
+    mouth outside the window, so the model cannot copy its target from the reference. A clip with no valid frame
+    outside the window (one no longer than the window, or whose other frames have no face) takes the most
+    closed valid frame inside it instead; that frame's relative pose is then 0. ``pose`` is relative to the
+    reference (``face.relative_pose``); ``face.absolute_pose(pose, reference_pose)`` gives the stored pose back.
+    """
 
     def __init__(
         self,
@@ -37,6 +55,18 @@ class LandmarkDataModule(ShardDataModule):
         self.save_hyperparameters()
         self.frames = frames
 
+    @property
+    def statistics(self) -> dict:
+        """The train-split statistics of ``index.json`` (mean and std of ``registered`` ``[68][3]`` and of the
+        relative ``pose`` ``[6]``), for the model to normalise with (linked into its ``statistics`` argument)."""
+        statistics = (self.index or read_index(self.shards)).get("statistics")
+        if statistics is None:
+            raise ShardsError(
+                f"{self.shards}/index.json has no train-split statistics (an older `make data`, or no train clips); "
+                "rerun `make data` on it (nothing is processed again)."
+            )
+        return statistics
+
     def sample(self, record: dict, train: bool, speaker_index: dict[str, int]) -> dict:
         length, valid = record["frames"], record["valid"].astype(bool)
         start = window_start(length, self.frames, valid, train)
@@ -44,11 +74,14 @@ class LandmarkDataModule(ShardDataModule):
         real = window < length
         window = np.minimum(window, length - 1)  # [T]
         mask = (real & valid[window]).astype(np.float32)
+        reference = reference_frame(record["registered"], valid, window)
+        reference_pose = record["pose"][reference]
         return {
             "audio": torch.from_numpy(audio_windows(record["mel"], window).astype(np.float32)),
             "registered": torch.from_numpy(record["registered"][window]),
-            "pose": torch.from_numpy(record["pose"][window]),
-            "reference": torch.from_numpy(record["registered"][record["reference_index"]]),
+            "pose": torch.from_numpy(face.relative_pose(record["pose"][window], reference_pose)),
+            "reference": torch.from_numpy(record["registered"][reference]),
+            "reference_pose": torch.from_numpy(reference_pose),
             "landmarks": torch.from_numpy(record["landmarks"][window]),
             "mask": torch.from_numpy(mask),
             "speaker": speaker_index[record["speaker"]],

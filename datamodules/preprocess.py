@@ -5,8 +5,10 @@
     workers.log         what MediaPipe's native code printed in the worker processes
     manifest.jsonl      one line per clip: clip, speaker, split, status (ok|skipped), reason, frames, face_ratio
     clips/<clip>.pkl    the processed record of each usable clip: what a rerun does not redo
+    clips/<clip>.sums.npz  its share of the train-split statistics (``datamodules.statistics``)
     train/ val/ test/   LitData datasets (``litdata.optimize``), one sample per clip (``RECORD_KEYS``)
-    index.json          speakers, the clip ids of each split, the data-contract constants; written last
+    index.json          speakers, the clip ids of each split, each clip's frame count (``clip_frames``), the
+                        train-split ``statistics``, the data-contract constants; written last
 
 Clips are processed in parallel (``workers`` processes) and each record is written atomically, so an
 interrupted run loses at most the clips in flight; a rerun processes only the clips without a manifest line
@@ -32,6 +34,7 @@ from datamodules import face
 from datamodules.audio import MEL_BINS, MELS_PER_FRAME, mel_spectrogram
 from datamodules.corpus import LAYOUTS, SPLITS, Clip, CorpusError, discover
 from datamodules.media import FPS, SAMPLE_RATE, MediaError, read_clip
+from datamodules.statistics import read_record_storing_sums, train_statistics
 
 MIN_SECONDS = 1.0
 SILENCE_PEAK = 1e-4  # audio whose absolute peak stays below this is silent
@@ -43,7 +46,7 @@ RECORD_KEYS = (
     "mel",  # float16 [4T, 80]
     "landmarks",  # float32 [T, 68, 3], face-crop pixels (256 x 256)
     "registered",  # float32 [T, 68, 3], canonical frame
-    "pose",  # float32 [T, 6]: axis-angle (3), translation in face-crop pixels (2), log-scale (1)
+    "pose",  # float32 [T, 6]: axis-angle (3), translation in face-crop pixels (2), log-scale (1); absolute
     "face_detected",  # uint8 [T], 1 where Face Mesh found the face
     "valid",  # uint8 [T], detected or inside a gap of at most 5 frames
     "reference_index",  # int, the valid frame with the most closed mouth
@@ -51,6 +54,8 @@ RECORD_KEYS = (
     "face_offsets",
     "mouth_jpeg",  # uint8 [bytes] and mouth_offsets int64 [T + 1]: 96 x 96 mouth crops
     "mouth_offsets",
+    "face_box",  # float32 [3]: centre x, centre y, side of the face crop box in source pixels (face.CropBox)
+    "source_size",  # int64 [2]: height, width of the source frames (to paste a crop back)
 )
 
 
@@ -97,6 +102,8 @@ def process_clip(clip: Clip) -> dict:
         "face_offsets": face_offsets,
         "mouth_jpeg": mouth_jpeg,
         "mouth_offsets": mouth_offsets,
+        "face_box": face_box.as_array(),
+        "source_size": np.array(frames.shape[1:3], np.int64),
     }
 
 
@@ -156,11 +163,6 @@ def interleave_speakers(entries: list[dict]) -> list[str]:
     return [clips[turn] for turn in range(rounds) for clips in by_speaker.values() if turn < len(clips)]
 
 
-def _load_record(path: str) -> dict:
-    with open(path, "rb") as stream:
-        return pickle.load(stream)
-
-
 def _package_split(shards: Path, split: str, clip_ids: list[str]) -> None:
     """Writes the LitData dataset of one split from the stored records, replacing the old one at the end."""
     target = shards / split
@@ -170,7 +172,7 @@ def _package_split(shards: Path, split: str, clip_ids: list[str]) -> None:
     if not clip_ids:
         return
     litdata.optimize(
-        fn=_load_record,
+        fn=read_record_storing_sums,
         inputs=[str(_record_path(shards, clip_id)) for clip_id in clip_ids],
         output_dir=str(staging),
         num_workers=1,
@@ -249,6 +251,8 @@ def preprocess(
         "raw": str(Path(raw).resolve()),
         "speakers": sorted({entry["speaker"] for entry in usable}),
         "splits": split_clips,
+        "clip_frames": {entry["clip"]: entry["frames"] for entry in usable},
+        "statistics": train_statistics([_record_path(shards, clip_id) for clip_id in split_clips["train"]]),
         "fps": FPS,
         "sample_rate": SAMPLE_RATE,
         "mel_bins": MEL_BINS,

@@ -1,15 +1,19 @@
-"""Stage-3 data: a reference face, a target face of the same clip and the target's landmarks."""
+"""Stage-3 data: a reference face, a different target face of the same clip, and both faces' landmarks."""
 
 from typing import TypedDict
 
 import numpy as np
 import torch
 
-from datamodules.shards import ShardDataModule, decode_frames, to_tensor_images
+from datamodules import face
+from datamodules.shards import ShardDataModule, decode_frames, to_image_tensor
+
+MIN_TRAINING_GAP = 5  # frames between reference and target in training, where the clip allows
 
 
 class RenderBatch(TypedDict):
-    """One batch of :class:`RenderDataModule`."""
+    """One batch of :class:`RenderDataModule` as ``training_step`` sees it (images ship as uint8 and
+    :meth:`RenderDataModule.on_after_batch_transfer` converts them)."""
 
     reference: torch.Tensor  # float32 [B, 3, 256, 256] in [0, 1], the identity to keep
     target: torch.Tensor  # float32 [B, 3, 256, 256] in [0, 1], the frame to reproduce
@@ -18,21 +22,44 @@ class RenderBatch(TypedDict):
     speaker: torch.Tensor  # int64 [B]
 
 
+def training_pair(valid: np.ndarray) -> tuple[int, int]:
+    """A random valid target and a random valid reference at least ``MIN_TRAINING_GAP`` frames from it; where the
+    clip has no such frame, any other valid frame, else any other frame: never the target itself."""
+    frames = np.arange(len(valid))
+    valid_frames = frames[valid] if valid.any() else frames
+    target = int(valid_frames[torch.randint(len(valid_frames), ()).item()])
+    options = (valid & (np.abs(frames - target) >= MIN_TRAINING_GAP), valid & (frames != target), frames != target)
+    choices = frames[next(option for option in options if option.any())]
+    return int(choices[torch.randint(len(choices), ()).item()]), target
+
+
+def evaluation_pair(registered: np.ndarray, valid: np.ndarray) -> tuple[int, int]:
+    """The clip's most-closed-mouth valid frame as reference and, as target, the valid frame farthest from it in
+    mouth opening (the hardest fixed pair a clip offers)."""
+    reference = face.reference_index(registered, valid)
+    opening = face.mouth_opening(registered)
+    distance = np.abs(opening - opening[reference])
+    distance[~valid] = -np.inf
+    distance[reference] = -np.inf
+    return reference, int(np.argmax(distance))
+
+
 class RenderDataModule(ShardDataModule):
-    """Pairs of frames of one clip: in training a random reference and a random valid target; in validation
-    and test the clip's most-closed-mouth frame as reference and its middle valid frame as target."""
+    """Pairs of frames of one clip, the reference never the target: in training a random valid target and a
+    random valid reference at least 5 frames from it (closer, or an invalid frame, only when the clip has
+    nothing else); in validation and test the clip's most-closed-mouth frame as reference and the valid frame
+    farthest from it in mouth opening as target."""
+
+    image_keys = ("reference", "target")
 
     def __init__(self, shards: str = "data/shards/synthetic", batch_size: int = 8, num_workers: int = 2, seed: int = 0):
         super().__init__(shards, batch_size, num_workers, seed)
         self.save_hyperparameters()
 
     def sample(self, record: dict, train: bool, speaker_index: dict[str, int]) -> dict:
-        valid_frames = np.flatnonzero(record["valid"])
-        if train:
-            reference, target = valid_frames[torch.randint(len(valid_frames), (2,)).numpy()]
-        else:
-            reference, target = record["reference_index"], valid_frames[len(valid_frames) // 2]
-        images = to_tensor_images(decode_frames(record, "face", np.array([reference, target])))
+        valid = record["valid"].astype(bool)
+        reference, target = training_pair(valid) if train else evaluation_pair(record["registered"], valid)
+        images = to_image_tensor(decode_frames(record, "face", np.array([reference, target])))  # uint8 [2, 3, H, W]
         return {
             "reference": images[0],
             "target": images[1],

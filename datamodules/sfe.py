@@ -4,25 +4,57 @@ from typing import Literal, TypedDict
 
 import numpy as np
 import torch
-from torchvision.transforms import v2
 
 from datamodules.audio import audio_windows
-from datamodules.shards import ShardDataModule, decode_frames, to_tensor_images, window_start
+from datamodules.shards import ShardDataModule, ShardsError, decode_frames, to_image_tensor, window_start
 
 STACK_OFFSETS = np.arange(-2, 3)  # the 5 frames centred on a step
+GRAY = (0.299, 0.587, 0.114)  # ITU-R 601 luma weights, as torchvision's rgb_to_grayscale
 
 
 class SFEBatch(TypedDict):
-    """One batch of :class:`SFEDataModule` (B clips, T steps)."""
+    """One batch of :class:`SFEDataModule` (B clips, T steps) as ``training_step`` sees it; the loader ships
+    ``frames`` as uint8 and :meth:`SFEDataModule.on_after_batch_transfer` converts (and augments) them."""
 
     audio: torch.Tensor  # float32 [B, T, 20, 80], mel windows in [0, 1] centred on each step's frame
     frames: torch.Tensor  # float32 [B, T, 5, 3, H, W] in [0, 1]; H = W = 96 (mouth) or 256 (face)
     speaker: torch.Tensor  # int64 [B], index into SFEDataModule.speakers
 
 
+def grayscale(images: torch.Tensor) -> torch.Tensor:
+    """Luma ``[..., 1, H, W]`` of RGB ``images`` ``[..., 3, H, W]``."""
+    weights = images.new_tensor(GRAY).view(3, 1, 1)
+    return (images * weights).sum(-3, keepdim=True)
+
+
+def augment_colours(
+    frames: torch.Tensor, strength: float = 0.3, grayscale_probability: float = 0.2, generator=None
+) -> torch.Tensor:
+    """Colour jitter (brightness, contrast, saturation, each a factor in ``[1 - strength, 1 + strength]``) and
+    random grayscale of float ``frames`` ``[B, ..., 3, H, W]`` in [0, 1], one draw per sample (all frames of a
+    sample alike), on the frames' device. Hue is left alone (it costs more than the three others together)."""
+    shape = (frames.shape[0],) + (1,) * (frames.dim() - 1)
+
+    def factor() -> torch.Tensor:
+        uniform = torch.rand(shape, device=frames.device, generator=generator)
+        return 1 - strength + 2 * strength * uniform
+
+    frames = (frames * factor()).clamp(0, 1)
+    mean = grayscale(frames).mean((-1, -2, -3), keepdim=True)
+    frames = ((frames - mean) * factor() + mean).clamp(0, 1)
+    gray = grayscale(frames)
+    frames = ((frames - gray) * factor() + gray).clamp(0, 1)
+    to_gray = torch.rand(shape, device=frames.device, generator=generator) < grayscale_probability
+    return torch.where(to_gray, grayscale(frames).expand_as(frames), frames)
+
+
 class SFEDataModule(ShardDataModule):
     """Samples of T steps taken every ``step_stride`` frames from a random window of a clip (a fixed, centred
     window for validation and test).
+
+    A sample spans ``step_stride * (steps - 1) + 5`` frames; clips shorter than that are left out of every split
+    (their steps would repeat, giving the sync loss identical candidates with different targets). The clip
+    lengths come from ``index.json``'s ``clip_frames``, and LitData streams only the long enough clips.
 
     Args:
         shards: a folder made by ``make data``.
@@ -30,9 +62,11 @@ class SFEDataModule(ShardDataModule):
         step_stride: video frames between steps (3 in the paper).
         visual_input: ``mouth`` (96 x 96 mouth crops, the default) or ``face`` (256 x 256 aligned faces, the
             published input, about 7x the pixels).
-        augment: colour jitter (brightness, contrast, saturation; hue costs 20x more on CPU) and random
-            grayscale on the training frames, one draw per sample.
+        augment: colour jitter (brightness, contrast, saturation) and random grayscale on the training frames,
+            one draw per sample, on the device after the batch is transferred (:func:`augment_colours`).
     """
+
+    image_keys = ("frames",)
 
     def __init__(
         self,
@@ -51,21 +85,43 @@ class SFEDataModule(ShardDataModule):
         self.step_stride = step_stride
         self.visual_input = visual_input
         self.augment = augment
-        self.augmentation = v2.Compose(
-            [v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3), v2.RandomGrayscale(p=0.2)]
-        )
+
+    @property
+    def span(self) -> int:
+        """Frames one sample covers: from the first step's first stack frame to the last step's last."""
+        return self.step_stride * (self.steps - 1) + len(STACK_OFFSETS)
+
+    def usable(self, split: str, index: dict) -> list[int]:
+        """The clips of at least :attr:`span` frames; ShardsError when the index lacks clip lengths or none is
+        long enough."""
+        if "clip_frames" not in index:
+            raise ShardsError(
+                f"{self.shards}/index.json has no clip_frames (written by an older `make data`); rerun `make data` "
+                "on it to update the index (nothing is processed again)."
+            )
+        positions = [
+            position for position, clip in enumerate(index["splits"][split]) if index["clip_frames"][clip] >= self.span
+        ]
+        if not positions:
+            raise ShardsError(
+                f"{self.shards} has no {split} clip of at least {self.span} frames (step_stride * (steps - 1) + 5); "
+                "lower data.steps or data.step_stride."
+            )
+        return positions
 
     def sample(self, record: dict, train: bool, speaker_index: dict[str, int]) -> dict:
-        span = self.step_stride * (self.steps - 1) + len(STACK_OFFSETS)
-        start = window_start(record["frames"], span, record["valid"].astype(bool), train)
-        centres = start + len(STACK_OFFSETS) // 2 + self.step_stride * np.arange(self.steps)
-        centres = np.minimum(centres, record["frames"] - 1)  # [T]; clips shorter than the span repeat their end
-        stacks = np.clip(centres[:, None] + STACK_OFFSETS[None, :], 0, record["frames"] - 1)  # [T, 5]
-        frames = to_tensor_images(decode_frames(record, self.visual_input, stacks))  # [T, 5, 3, H, W]
-        if train and self.augment:
-            frames = self.augmentation(frames.flatten(0, 1)).view_as(frames)
+        start = window_start(record["frames"], self.span, record["valid"].astype(bool), train)
+        centres = start + len(STACK_OFFSETS) // 2 + self.step_stride * np.arange(self.steps)  # [T]
+        stacks = centres[:, None] + STACK_OFFSETS[None, :]  # [T, 5]
         return {
             "audio": torch.from_numpy(audio_windows(record["mel"], centres).astype(np.float32)),
-            "frames": frames,
+            "frames": to_image_tensor(decode_frames(record, self.visual_input, stacks)),  # uint8 [T, 5, 3, H, W]
             "speaker": speaker_index[record["speaker"]],
         }
+
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        """Frames to float32 in [0, 1]; colour-augmented when a Trainer is fitting and ``augment`` is on."""
+        batch = super().on_after_batch_transfer(batch, dataloader_idx)
+        if self.augment and self.training:
+            batch = {**batch, "frames": augment_colours(batch["frames"])}
+        return batch

@@ -3,6 +3,11 @@
 Each split is a LitData ``StreamingDataset`` of whole clips (the records of ``datamodules.preprocess``); a
 stage's ``sample`` function turns a clip into one training sample (a random window in training, a fixed one
 in validation and test). LitData shuffles, and splits the clips across DDP ranks and DataLoader workers.
+
+Images cross the loader's worker processes as uint8 ``[..., 3, H, W]`` (a quarter of float32's shared memory);
+the DataModule's ``on_after_batch_transfer`` turns them into float32 in [0, 1] on the training device, which is
+what a LightningModule's ``training_step`` sees. Code that iterates a loader without a Trainer calls
+``datamodule.on_after_batch_transfer(batch, 0)`` itself.
 """
 
 import json
@@ -54,14 +59,17 @@ def decode_frames(record: dict, kind: str, indices: np.ndarray) -> np.ndarray:
     return images.reshape(*np.shape(indices), *images.shape[1:])
 
 
-def to_tensor_images(frames: np.ndarray) -> torch.Tensor:
-    """uint8 ``[..., H, W, 3]`` -> float32 ``[..., 3, H, W]`` in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(frames)).movedim(-1, -3).float().div_(255.0)
+def to_image_tensor(frames: np.ndarray) -> torch.Tensor:
+    """uint8 ``[..., H, W, 3]`` -> contiguous uint8 ``[..., 3, H, W]``, as images travel from loader workers."""
+    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(frames, -1, -3)))
 
 
 class ShardDataModule(LightningDataModule):
     """Streams the train, val and test splits of a shards folder, each clip turned into a sample by
-    :meth:`sample` (a subclass's)."""
+    :meth:`sample` (a subclass's); the batch entries named in ``image_keys`` travel as uint8 and become float32
+    in [0, 1] in :meth:`on_after_batch_transfer`."""
+
+    image_keys: tuple[str, ...] = ()
 
     def __init__(self, shards: str, batch_size: int, num_workers: int, seed: int = 0):
         super().__init__()
@@ -82,19 +90,34 @@ class ShardDataModule(LightningDataModule):
     def sample(self, record: dict, train: bool, speaker_index: dict[str, int]) -> dict:
         raise NotImplementedError
 
+    def usable(self, split: str, index: dict) -> list[int] | None:
+        """Positions in ``index["splits"][split]`` of the clips this stage samples; None for all of them."""
+        return None
+
+    @property
+    def training(self) -> bool:
+        """Whether a Trainer is fitting now (augmentation applies only then)."""
+        return self.trainer is not None and self.trainer.training
+
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        """uint8 images of ``image_keys`` -> float32 in [0, 1], on the device the batch was moved to."""
+        return {
+            key: value.float().div_(255.0) if key in self.image_keys and value.dtype == torch.uint8 else value
+            for key, value in batch.items()
+        }
+
     def dataset(self, split: str, train: bool) -> StreamingDataset:
         """The LitData dataset of ``split``; ShardsError when the split has no clips."""
         index = self.index or read_index(self.shards)
         if not index["splits"].get(split):
             raise ShardsError(f"{self.shards} has no {split} clips; preprocess a corpus with more speakers.")
         speaker_index = {speaker: number for number, speaker in enumerate(index["speakers"])}
-        return StreamingDataset(
-            str(self.shards / split),
-            shuffle=train,
-            drop_last=train,
-            seed=self.seed,
-            transform=partial(self.sample, train=train, speaker_index=speaker_index),
-        )
+        dataset = StreamingDataset(str(self.shards / split), shuffle=train, drop_last=train, seed=self.seed)
+        usable = self.usable(split, index)
+        if usable is not None and len(usable) < len(index["splits"][split]):
+            dataset = dataset.subset(usable)  # a deep copy: taken before the transform, which holds this DataModule
+        dataset.transform = partial(self.sample, train=train, speaker_index=speaker_index)
+        return dataset
 
     def loader(self, split: str, train: bool) -> StreamingDataLoader:
         """A loader of ``split`` with training (random windows, shuffled) or evaluation behaviour.
@@ -110,10 +133,13 @@ class ShardDataModule(LightningDataModule):
             persistent_workers=self.num_workers > 0,
         )
         if train and len(loader) == 0:
-            clips = len(self.index["splits"][split]) if self.index else "too few"
+            index = self.index or read_index(self.shards)
+            usable = self.usable(split, index)
+            clips = len(index["splits"][split]) if usable is None else len(usable)
             raise ShardsError(
-                f"{self.shards} has {clips} {split} clips, fewer than batch_size {self.batch_size} for each of the "
-                f"{max(self.num_workers, 1)} loader workers on each device; lower data.batch_size or num_workers."
+                f"{self.shards} has {clips} usable {split} clips, fewer than batch_size {self.batch_size} for each "
+                f"of the {max(self.num_workers, 1)} loader workers on each device; "
+                "lower data.batch_size or num_workers."
             )
         return loader
 

@@ -106,3 +106,84 @@ def test_crops_and_jpeg_roundtrip(astronaut):
     decoded = face.decode_jpeg(blob, offsets, 1)
     assert decoded.shape == (128, 128, 3)
     assert np.abs(decoded.astype(int) - crop[::2, ::2]).mean() < 4
+
+
+def random_poses(rng, count):
+    rotation = rng.normal(0, 0.4, (count, 3))
+    translation = rng.uniform(60, 200, (count, 2))
+    log_scale = rng.normal(4.5, 0.2, (count, 1))
+    return np.concatenate([rotation, translation, log_scale], 1).astype(np.float32)
+
+
+def test_relative_and_absolute_pose_are_exact_inverses():
+    rng = np.random.default_rng(0)
+    poses, references = random_poses(rng, 50), random_poses(rng, 50)
+    relative = face.relative_pose(poses, references)
+    assert np.allclose(face.absolute_pose(relative, references), poses, atol=1e-4)
+    assert np.allclose(face.relative_pose(face.absolute_pose(relative, references), references), relative, atol=1e-4)
+    assert np.abs(face.relative_pose(references, references)).max() < 1e-5, "the reference's own pose is 0"
+    window = face.relative_pose(poses.reshape(5, 10, 6), references[0])  # one reference for [B, T, 6]
+    assert window.shape == (5, 10, 6)
+    assert np.allclose(face.absolute_pose(window, references[0]).reshape(50, 6), poses, atol=1e-4)
+
+
+def test_relative_pose_is_in_units_of_the_reference_face():
+    reference = np.array([0.0, 0.0, 0.0, 100.0, 120.0, np.log(80.0)], np.float32)
+    moved = np.array([0.0, 0.0, 0.3, 140.0, 100.0, np.log(160.0)], np.float32)
+    relative = face.relative_pose(moved, reference)
+    assert np.allclose(relative, [0.0, 0.0, 0.3, 0.5, -0.25, np.log(2.0)], atol=1e-5)
+    # Relative pose does not depend on where the face sits or how big it is in the crop.
+    shifted = face.absolute_pose(relative, reference + np.array([0, 0, 0, 30.0, -10.0, 0.5], np.float32))
+    assert np.allclose(face.relative_pose(shifted, reference + [0, 0, 0, 30.0, -10.0, 0.5]), relative, atol=1e-5)
+
+
+def test_relative_pose_composes_with_unregister(astronaut):
+    """Landmarks rebuilt from registered points and absolute_pose(relative_pose(...)) are the original ones."""
+    _, points = astronaut
+    rotation = face.Rotation.from_rotvec([0.05, 0.1, -0.15]).as_matrix()
+    turned = (points - points.mean(0)) @ rotation.T * 0.8 + points.mean(0) + [12.0, 5.0, 0.0]
+    registered, pose = face.register(np.stack([points, turned]).astype(np.float32))
+    relative = face.relative_pose(pose, pose[0])
+    rebuilt = face.unregister(registered, face.absolute_pose(relative, pose[0]))
+    assert np.allclose(rebuilt[..., :2], np.stack([points, turned])[..., :2], atol=1e-2)
+
+
+def test_crop_box_array_round_trip():
+    box = face.CropBox(120.5, 98.25, 210.0)
+    assert face.CropBox.from_array(box.as_array()) == box
+    assert box.as_array().dtype == np.float32 and box.as_array().shape == (3,)
+
+
+def test_paste_puts_a_cut_back_and_leaves_the_outside_untouched(astronaut):
+    image, _ = astronaut  # [512, 512, 3]
+    box = face.CropBox(260.0, 200.0, 220.0)
+    crop = box.cut(image, face.FACE_CROP_SIZE)
+    background = np.zeros_like(image)
+    pasted = box.paste(background, crop, feather=0.1)
+    assert pasted.dtype == np.uint8 and pasted.shape == image.shape
+    low_x, low_y = int(box.centre_x - box.side / 2), int(box.centre_y - box.side / 2)
+    high_x, high_y = int(np.ceil(low_x + box.side)), int(np.ceil(low_y + box.side))
+    margin = int(np.ceil(0.1 * box.side)) + 2  # the feather, in source pixels, and interpolation
+    inner = (slice(low_y + margin, high_y - margin), slice(low_x + margin, high_x - margin))
+    error = np.abs(pasted[inner].astype(int) - image[inner].astype(int))
+    assert error.mean() < 2.5 and np.percentile(error, 99) < 25, "cut then paste gives the frame back"
+    outside = np.ones(image.shape[:2], bool)
+    outside[low_y - 1 : high_y + 1, low_x - 1 : high_x + 1] = False
+    assert (pasted[outside] == 0).all(), "nothing changes outside the box"
+    same = box.paste(image, crop)
+    assert (same[outside] == image[outside]).all()
+    assert np.abs(same.astype(int) - image.astype(int)).mean() < 1.0, "pasting a frame's own crop changes little"
+
+
+def test_paste_feathers_the_edge_smoothly():
+    box = face.CropBox(100.0, 100.0, 120.0)
+    frame = np.zeros((200, 200, 3), np.uint8)
+    white = np.full((256, 256, 3), 255, np.uint8)
+    row = box.paste(frame, white, feather=0.1)[100, :, 0].astype(int)  # through the middle, left to right
+    assert row[:38].max() == 0 and row[162:].max() == 0, "outside the box"
+    assert (row[55:145] == 255).all(), "inside the feather"
+    rising = row[38:56]
+    assert (np.diff(rising) >= 0).all(), "the edge rises monotonically"
+    assert np.diff(rising).max() <= 255 / (0.1 * box.side) + 2, "in steps of about 1/feather-width"
+    hard = box.paste(frame, white, feather=0.0)[100, :, 0].astype(int)
+    assert (hard[41:159] == 255).all() and hard[:39].max() == 0

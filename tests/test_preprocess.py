@@ -132,3 +132,15 @@ def test_speakers_are_interleaved_round_robin():
     entries = [{"clip": f"{speaker}/{n}", "speaker": speaker} for speaker in "ba" for n in range(3)]
     entries.append({"clip": "c/0", "speaker": "c"})
     assert preprocessing.interleave_speakers(entries) == ["a/0", "b/0", "c/0", "a/1", "b/1", "a/2", "b/2"]
+
+
+def test_records_hold_the_face_box_and_source_size_to_paste_back(synthetic_corpus, synthetic_shards):
+    from datamodules.face import CropBox, decode_jpeg
+
+    for clip_id, record in list(records(synthetic_shards).items())[:2]:
+        source = read_video(synthetic_corpus / f"{clip_id}.mp4")
+        assert tuple(record["source_size"]) == source.shape[1:3] and record["source_size"].dtype == np.int64
+        assert record["face_box"].shape == (3,) and record["face_box"].dtype == np.float32
+        box = CropBox.from_array(record["face_box"])
+        stored = decode_jpeg(record["face_jpeg"], record["face_offsets"], 0)
+        assert np.abs(box.cut(source[0], 256).astype(int) - stored).mean() < 4, "the box is where the crop came from"
