@@ -36,6 +36,15 @@ RAW ?=
 SHARDS ?= data/shards/$(CORPUS)
 WORKERS ?= 2
 
+# `make train-mdn`: SFE_CKPT=<SFE run folder or .ckpt>; a run folder gives its best checkpoint (metrics.json);
+# SFE_CKPT=none trains on a randomly initialised SFE (the no-pretraining ablation).
+SFE_CKPT ?= runs/sfe/latest
+define sfe_checkpoint
+if [ "$(SFE_CKPT)" = none ]; then echo null; elif [ -d "$(SFE_CKPT)" ]; then $(PY) -c 'import json, sys; \
+print(json.load(open(sys.argv[1] + "/metrics.json")).get("best_checkpoint") or sys.argv[1] + "/checkpoints/last.ckpt")' \
+"$(SFE_CKPT)" 2>/dev/null || true; else echo "$(SFE_CKPT)"; fi
+endef
+
 # `make bench`: BENCH="sfe preprocess ..." for some benchmarks, default all.
 BENCH ?=
 
@@ -47,7 +56,7 @@ $(PY) -m experiments.cli fit \
 	--run.name $(NAME) $(2) $(ARGS)
 endef
 
-.PHONY: help setup test test-all lint corpus data pretrain-sfe bench clean
+.PHONY: help setup test test-all lint corpus data pretrain-sfe train-mdn bench clean
 
 help: ## List the targets and the variables they take
 	@echo "Usage: make <target> [DATA=<shards>] [NAME=<run>] [FAST=1] [ARGS=\"--trainer.max_epochs 5\"]"
@@ -83,6 +92,15 @@ $(DEFAULT_DATA)/index.json: | $(STAMP)
 
 pretrain-sfe: setup $(STAGE_DATA) ## Stage 1: contrastive SFE pretraining with memory (DATA, NAME, FAST=1, ARGS)
 	$(call fit,sfe,--data.shards $(DATA))
+
+train-mdn: setup $(STAGE_DATA) ## Stage 2: MDN landmarks + head pose on the SFE (SFE_CKPT, DATA, NAME, FAST=1, ARGS)
+	@sfe="$$($(sfe_checkpoint))"; \
+	if [ "$$sfe" != null ] && [ ! -f "$$sfe" ]; then \
+		echo "make train-mdn: no SFE checkpoint at $(SFE_CKPT); make one with \`make pretrain-sfe\` (FAST=1 for a smoke run), or pass SFE_CKPT=<SFE run folder or .ckpt> (SFE_CKPT=none: a random SFE)." >&2; \
+		exit 1; \
+	fi; \
+	echo "SFE checkpoint: $$sfe"; \
+	$(call fit,mdn,--data.shards $(DATA) --model.init_args.sfe_checkpoint $$sfe)
 
 bench: setup ## Run the benchmarks (BENCH="sfe ..." for some, default all); tables printed and saved in bench/
 	$(PY) -m experiments.bench $(BENCH)

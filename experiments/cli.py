@@ -103,6 +103,8 @@ class MACLCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_class_arguments(RunSettings, "run")
+        # Stage 2 normalises with the train split's statistics (index.json); skipped for data without them.
+        parser.link_arguments("data.statistics", "model.init_args.statistics", apply_on="instantiate")
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config

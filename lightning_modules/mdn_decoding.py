@@ -1,0 +1,101 @@
+"""Turning the MDN's per-frame mixtures into tracks: highest-weight component, weighted mean, smooth samples.
+
+Everything works on normalised target vectors (``[..., T, D]``); the LightningModule denormalises.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+MODES = ("max", "mean", "sample")
+
+
+def gaussian_smooth(tracks: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``[..., T, D]`` smoothed along T by a Gaussian of ``sigma`` frames (edges repeated); ``sigma`` 0: unchanged."""
+    if sigma <= 0 or tracks.shape[-2] < 2:
+        return tracks
+    radius = max(1, math.ceil(3 * sigma))
+    kernel = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, device=tracks.device) / sigma) ** 2)
+    kernel = (kernel / kernel.sum()).to(tracks.dtype)
+    shape = tracks.shape
+    series = tracks.reshape(-1, shape[-2], shape[-1]).transpose(1, 2).reshape(-1, 1, shape[-2])  # [N * D, 1, T]
+    series = F.pad(series, (radius, radius), mode="replicate")
+    smoothed = F.conv1d(series, kernel.view(1, 1, -1))
+    return smoothed.reshape(-1, shape[-1], shape[-2]).transpose(1, 2).reshape(shape)
+
+
+def correlated_noise(shape: tuple[int, ...], correlation_frames: float, generator: torch.Generator) -> torch.Tensor:
+    """Standard-normal noise ``shape = (..., T, D)`` that varies smoothly along T (on the CPU).
+
+    White noise filtered by a Gaussian of ``correlation_frames`` and rescaled by the filter's norm, so every
+    value is still N(0, 1) but neighbouring frames are strongly correlated: a sample drifts, it does not jitter.
+    """
+    frames = shape[-2]
+    radius = max(1, math.ceil(3 * correlation_frames))
+    white = torch.randn(*shape[:-2], frames + 2 * radius, shape[-1], generator=generator)
+    kernel = torch.exp(-0.5 * (torch.arange(-radius, radius + 1) / max(correlation_frames, 1e-6)) ** 2)
+    kernel = kernel / kernel.norm()
+    series = white.movedim(-2, -1).reshape(-1, 1, frames + 2 * radius)
+    filtered = F.conv1d(series, kernel.view(1, 1, -1))  # [N, 1, T]
+    return filtered.reshape(*shape[:-2], shape[-1], frames).movedim(-1, -2)
+
+
+def decode(
+    means: torch.Tensor,
+    sigmas: torch.Tensor,
+    logits: torch.Tensor,
+    mode: str,
+    samples: int = 1,
+    generator: torch.Generator | None = None,
+    correlation_frames: float = 4.0,
+) -> torch.Tensor:
+    """Mixtures ``means [B, T, M, D]``, ``sigmas``/``logits [B, T, M]`` -> tracks ``[K, B, T, D]``.
+
+    ``max``: the mean of the component of highest weight per frame; ``mean``: the weight-averaged mean (K = 1
+    for both). ``sample``: K draws, each with one uniform number per track that picks the component at every
+    frame by the inverse of the cumulative weights (so a track keeps its component while the weights stay
+    alike) and noise correlated over ``correlation_frames``, so that a sampled track is smooth in time.
+    """
+    weights = logits.float().softmax(-1)  # [B, T, M]
+    if mode == "max":
+        chosen = weights.argmax(-1)  # [B, T]
+        return means.gather(2, chosen[..., None, None].expand(*chosen.shape, 1, means.shape[-1])).squeeze(2)[None]
+    if mode == "mean":
+        return (weights[..., None] * means).sum(2)[None]
+    if mode != "sample":
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}.")
+    generator = generator if generator is not None else torch.Generator().manual_seed(0)
+    batch, frames, _, dim = means.shape
+    uniform = torch.rand(samples, batch, 1, 1, generator=generator).to(means.device)  # [K, B, 1, 1]
+    cumulative = weights.cumsum(-1)[None]  # [1, B, T, M]
+    chosen = (cumulative < uniform).sum(-1).clamp_max(weights.shape[-1] - 1)  # [K, B, T]
+    noise = correlated_noise((samples, batch, frames, dim), correlation_frames, generator).to(means.device)
+    expanded = means[None].expand(samples, -1, -1, -1, -1)
+    picked = expanded.gather(3, chosen[..., None, None].expand(*chosen.shape, 1, dim)).squeeze(3)  # [K, B, T, D]
+    spread = sigmas[None].expand(samples, -1, -1, -1).gather(3, chosen[..., None]).squeeze(3)  # [K, B, T]
+    return picked + spread[..., None] * noise
+
+
+def crossfaded(mixture_of, audio: torch.Tensor, chunk: int) -> dict[str, torch.Tensor]:
+    """``mixture_of(audio [B, t, ...]) -> {name: [B, t, ...]}`` applied to windows of ``chunk`` frames that overlap
+    by a quarter and cross-faded linearly, so that any T costs memory of one window only."""
+    frames = audio.shape[1]
+    if frames <= chunk:
+        return mixture_of(audio)
+    overlap = chunk // 4
+    starts = [*range(0, frames - chunk, chunk - overlap), frames - chunk]
+    fade = torch.arange(1, overlap + 1, device=audio.device) / (overlap + 1)
+    totals: dict[str, torch.Tensor] = {}
+    weight_sum = torch.zeros(frames, device=audio.device)
+    for start in starts:
+        ramp = torch.ones(chunk, device=audio.device)
+        if start > 0:
+            ramp[:overlap] = fade
+        if start + chunk < frames:
+            ramp[-overlap:] = fade.flip(0)
+        for name, value in mixture_of(audio[:, start : start + chunk]).items():
+            total = totals.setdefault(name, value.new_zeros(value.shape[0], frames, *value.shape[2:]))
+            total[:, start : start + chunk] += value * ramp.view(1, -1, *[1] * (value.dim() - 2))
+        weight_sum[start : start + chunk] += ramp
+    return {name: total / weight_sum.view(1, -1, *[1] * (total.dim() - 2)) for name, total in totals.items()}

@@ -1,0 +1,345 @@
+"""Stage 2 (lightning_modules/mdn.py and its parts): loss, phases, decoding, checkpoints, training, DDP, bf16."""
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch import Trainer, seed_everything
+from scipy.stats import norm
+
+from lightning_modules.checkpoints import CheckpointError, stamp_stage
+from lightning_modules.mdn import LandmarkMDN, load_landmark_mdn
+from lightning_modules.mdn_decoding import crossfaded, decode, gaussian_smooth
+from lightning_modules.mdn_loss import MixtureNLL, landmark_weights
+from lightning_modules.metrics import MouthOpeningCorrelation, SampleDiversity
+from lightning_modules.nets.mdn import phase_features
+from lightning_modules.nets.sfe import SpeechFeatureExtractor
+from lightning_modules.sfe import SFEPretraining
+from tests.mdn_data import TINY_SFE, SyntheticLandmarkClips, SyntheticLandmarkData, clip_statistics
+from tests.sfe_data import TINY
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL_HEAD = dict(hidden_dim=32, reference_dim=8)
+
+
+def quiet_trainer(**kwargs) -> Trainer:
+    defaults = dict(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    return Trainer(**{**defaults, **kwargs})
+
+
+def fixed_batch(clips: int = 4, frames: int = 12) -> dict:
+    dataset = SyntheticLandmarkClips(clips, frames, seed=7)
+    return torch.utils.data.default_collate([dataset[index] for index in range(clips)])
+
+
+def save_checkpoint(model, path: Path, stage: str) -> Path:
+    """What Lightning writes, as far as the loaders read it: state_dict, hyper_parameters, the stage stamp."""
+    checkpoint = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}
+    stamp_stage(checkpoint, stage, type(model))
+    torch.save(checkpoint, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def sfe_checkpoint(tmp_path_factory) -> Path:
+    return save_checkpoint(SFEPretraining(**TINY), tmp_path_factory.mktemp("sfe") / "sfe.ckpt", "sfe")
+
+
+# The loss
+
+
+def test_mixture_nll_matches_a_direct_computation_of_a_known_mixture():
+    generator = torch.Generator().manual_seed(0)
+    means = torch.randn(2, 3, 2, 5, generator=generator)  # B=2, T=3, M=2, D=5
+    sigmas = torch.rand(2, 3, 2, generator=generator) + 0.5
+    logits = torch.randn(2, 3, 2, generator=generator)
+    target = torch.randn(2, 3, 5, generator=generator)
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 1.0]])
+    loss = MixtureNLL(dirichlet_alpha=2.0, dirichlet_weight=0.1)(
+        means, sigmas, logits, target, torch.ones(2, 3, 5), mask
+    )
+
+    weights = logits.softmax(-1).numpy()
+    expected_nll, expected_prior = [], []
+    for b, t in zip(*np.nonzero(mask.numpy()), strict=True):
+        density = sum(
+            weights[b, t, m] * np.prod(norm.pdf(target[b, t].numpy(), means[b, t, m].numpy(), sigmas[b, t, m].item()))
+            for m in range(2)
+        )
+        expected_nll.append(-np.log(density) / 5)
+        expected_prior.append(-np.log(weights[b, t]).sum())
+    assert loss.nll.item() == pytest.approx(np.mean(expected_nll), rel=1e-5)
+    assert loss.prior.item() == pytest.approx(np.mean(expected_prior), rel=1e-5)
+    assert loss.loss.item() == pytest.approx(np.mean(expected_nll) + 0.1 * np.mean(expected_prior), rel=1e-5)
+
+
+def test_lips_weigh_more_and_most_when_the_mouth_is_closed():
+    weights = landmark_weights(torch.tensor([[0.0, 0.025, 0.2]]), 6, lip_weight=3.0, closed_weight=1.0,
+                               closed_opening=0.05)  # fmt: skip
+    points = weights[0, :, :136].view(3, 68, 2)
+    assert weights.shape == (1, 3, 142) and (weights[0, :, 136:] == 1).all()
+    assert (points[:, :48] == 1).all()
+    torch.testing.assert_close(points[:, 48:, 0].mean(-1), torch.tensor([6.0, 4.5, 3.0]))
+
+
+def test_the_dirichlet_prior_keeps_an_unused_component_alive():
+    """A component that explains nothing still keeps a weight well above 0.05 at the optimum of the loss."""
+    logits = torch.zeros(3, requires_grad=True)
+    means = torch.tensor([0.0, 50.0, -50.0]).view(1, 1, 3, 1).expand(1, 1, 3, 136)
+    optimizer = torch.optim.Adam([logits], lr=0.05)
+    loss_fn = MixtureNLL()
+    for _ in range(1000):
+        optimizer.zero_grad()
+        loss = loss_fn(means, torch.ones(1, 1, 3), logits.view(1, 1, 3), torch.zeros(1, 1, 136), torch.ones(1, 1, 136),
+                       torch.ones(1, 1))  # fmt: skip
+        loss.loss.backward()
+        optimizer.step()
+    weights = logits.softmax(0)
+    assert weights[0] > 0.5 and (weights[1:] > 0.05).all(), weights
+
+
+# The audio branch on interleaved phases
+
+
+def test_phase_features_run_the_bigru_on_each_stride_phase_and_interleave_back():
+    sfe = SpeechFeatureExtractor(**TINY_SFE).eval()
+    audio = torch.rand(2, 10, 20, 80)
+    with torch.no_grad():
+        features = phase_features(sfe, audio, stride=3)
+        for phase in range(3):
+            expected = sfe(audio[:, phase::3])
+            for name in ("content", "speaker", "content_addressing"):
+                torch.testing.assert_close(features[name][:, phase::3], expected[name], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(phase_features(sfe, audio, stride=1)["content"], sfe(audio)["content"])
+        assert phase_features(sfe, audio[:, :2], stride=3)["content"].shape == (2, 2, 16)
+
+
+# Decoding
+
+
+def test_max_mean_and_sample_decoding():
+    means = torch.zeros(1, 4, 2, 3)
+    means[..., 1, :] = 10.0
+    logits = torch.log(torch.tensor([0.75, 0.25])).expand(1, 4, 2)
+    sigmas = torch.full((1, 4, 2), 1e-4)
+    assert (decode(means, sigmas, logits, "max") == 0).all()
+    torch.testing.assert_close(decode(means, sigmas, logits, "mean"), torch.full((1, 1, 4, 3), 2.5))
+    samples = decode(means, sigmas, logits, "sample", samples=400, generator=torch.Generator().manual_seed(1))
+    assert samples.shape == (400, 1, 4, 3)
+    first = samples[:, 0, 0, 0].round()
+    assert (samples.round() == first[:, None, None, None]).all(), "a sampled track switched component"
+    assert 0.65 < (first == 0).float().mean() < 0.85
+    with pytest.raises(ValueError, match="mode must be one of max, mean, sample"):
+        decode(means, sigmas, logits, "median")
+
+
+def test_a_sampled_track_is_smooth_in_time_not_independent_noise_per_frame():
+    frames, dim = 200, 50
+    means, sigmas, logits = torch.zeros(1, frames, 1, dim), torch.ones(1, frames, 1), torch.zeros(1, frames, 1)
+    samples = decode(means, sigmas, logits, "sample", samples=8, generator=torch.Generator().manual_seed(0))
+    assert samples.std().item() == pytest.approx(1.0, abs=0.1), "sample noise should keep the component's sigma"
+    step = samples.diff(dim=2).pow(2).mean().item()  # independent N(0, 1) noise per frame gives 2
+    assert step < 0.1, f"mean squared frame-to-frame change {step:.3f}"
+    other = decode(means, sigmas, logits, "sample", samples=8, generator=torch.Generator().manual_seed(1))
+    assert not torch.allclose(samples, other)
+
+
+def test_gaussian_smoothing_keeps_constants_and_damps_jitter():
+    constant = torch.full((2, 30, 4), 3.0)
+    torch.testing.assert_close(gaussian_smooth(constant, 2.0), constant)
+    jitter = torch.tensor([1.0, -1.0]).repeat(15)[None, :, None]
+    assert gaussian_smooth(jitter, 2.0)[:, 5:-5].abs().max() < 0.05
+    assert gaussian_smooth(jitter, 0.0) is jitter
+
+
+def test_crossfaded_windows_equal_one_pass_for_a_per_frame_function():
+    audio = torch.randn(1, 700, 3)
+
+    def per_frame(part):
+        return {"means": part * 2, "logits": part.sum(-1)}
+
+    chunked = crossfaded(per_frame, audio, chunk=128)
+    torch.testing.assert_close(chunked["means"], audio * 2)
+    torch.testing.assert_close(chunked["logits"], audio.sum(-1))
+
+
+# The model: shapes, modes, checkpoints
+
+
+def small_model(**kwargs) -> LandmarkMDN:
+    statistics = clip_statistics(SyntheticLandmarkClips(8, 12))
+    return LandmarkMDN(**{"sfe_hparams": TINY_SFE, "statistics": statistics, **SMALL_HEAD, **kwargs})
+
+
+@pytest.mark.parametrize(("mode", "samples", "expected"), [("max", 4, 1), ("mean", 1, 1), ("sample", 4, 4)])
+def test_generate_returns_denormalised_tracks_of_any_length(mode, samples, expected):
+    model = small_model(chunk_frames=32).eval()
+    reference = fixed_batch()["reference"][0]
+    for frames in (1, 5, 100):
+        result = model.generate(torch.rand(1, frames, 20, 80), reference, mode=mode, samples=samples, seed=3)
+        assert result["registered"].shape == (expected, frames, 68, 3)
+        assert result["pose"].shape == (expected, frames, 6)
+        torch.testing.assert_close(result["registered"][..., 2], reference[:, 2].expand(expected, frames, 68))
+        assert (result["registered"][..., :2] - reference[:, :2]).abs().mean() < 1.0, "not in inter-ocular units"
+    again = model.generate(torch.ones(1, 9, 20, 80), reference, mode=mode, samples=samples, seed=3)
+    torch.testing.assert_close(again, model.generate(torch.ones(1, 9, 20, 80), reference, mode=mode,
+                                                     samples=samples, seed=3))  # fmt: skip
+
+
+def test_training_modes_freeze_or_slow_the_sfe():
+    last, ft, everything = small_model(mode="last"), small_model(mode="ft", lr=1e-3), small_model(mode="all")
+    assert not any(parameter.requires_grad for parameter in last.sfe.parameters())
+    last.train()
+    assert last.head.training and not any(module.training for module in last.sfe.modules())
+    assert len(last.configure_optimizers().param_groups) == 2
+    groups = ft.configure_optimizers().param_groups
+    assert groups[-1]["lr"] == pytest.approx(1e-4) and groups[0]["lr"] == pytest.approx(1e-3)
+    assert groups[0]["weight_decay"] > 0 and groups[1]["weight_decay"] == 0
+    assert everything.configure_optimizers().param_groups[-1]["lr"] == everything.hparams.lr
+    with pytest.raises(ValueError, match="mode must be last, ft or all"):
+        small_model(mode="frozen")
+
+
+def test_an_sfe_checkpoint_is_taken_over_with_its_settings_and_the_mdn_reloads_without_it(tmp_path, sfe_checkpoint):
+    model = LandmarkMDN(sfe_checkpoint=str(sfe_checkpoint), statistics=clip_statistics(SyntheticLandmarkClips(8, 12)))
+    source = SFEPretraining(**TINY)
+    source.load_state_dict(torch.load(sfe_checkpoint, weights_only=True)["state_dict"])
+    for name, value in source.audio.state_dict().items():
+        torch.testing.assert_close(model.sfe.state_dict()[name], value, rtol=0, atol=0)
+    assert model.hparams.sfe_hparams["gru_hidden"] == TINY["gru_hidden"]
+    assert model.hparams.sfe_hparams["step_stride"] == 3
+
+    copy = tmp_path / "sfe-copy.ckpt"
+    copy.write_bytes(sfe_checkpoint.read_bytes())
+    trained = LandmarkMDN(sfe_checkpoint=str(copy), statistics=model.hparams.statistics).eval()
+    path = save_checkpoint(trained, tmp_path / "mdn.ckpt", "mdn")
+    copy.unlink()
+    reloaded = load_landmark_mdn(path)
+    assert not reloaded.training
+    batch = fixed_batch()
+    for mode in ("max", "sample"):
+        expected = trained.generate(batch["audio"][:1], batch["reference"][0], mode=mode, samples=2)
+        got = reloaded.generate(batch["audio"][:1], batch["reference"][0], mode=mode, samples=2)
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+def assert_one_sentence(error: pytest.ExceptionInfo, path: Path, *found: str) -> None:
+    message = str(error.value)
+    assert "\n" not in message and message.endswith(".") and message.count(". ") == 0, message
+    assert str(path) in message, message
+    for text in found:
+        assert text in message, message
+
+
+def test_checkpoint_errors_say_what_was_expected_and_what_was_found(tmp_path, sfe_checkpoint):
+    with pytest.raises(CheckpointError) as error:
+        LandmarkMDN(sfe_checkpoint=str(sfe_checkpoint), sfe_hparams={"gru_hidden": 512, "memory": True})
+    assert_one_sentence(error, sfe_checkpoint, "expected gru_hidden 512", "found gru_hidden 32")
+
+    resized = torch.load(sfe_checkpoint, weights_only=True)
+    resized["state_dict"]["audio.gru.weight_hh_l0"] = torch.zeros(3, 3)
+    torch.save(resized, tmp_path / "resized.ckpt")
+    with pytest.raises(CheckpointError) as error:
+        LandmarkMDN(sfe_checkpoint=str(tmp_path / "resized.ckpt"))
+    assert_one_sentence(error, tmp_path / "resized.ckpt", "an SFE checkpoint", "of another shape: gru.weight_hh_l0")
+
+    mdn = save_checkpoint(small_model(), tmp_path / "mdn.ckpt", "mdn")
+    with pytest.raises(CheckpointError) as error:
+        LandmarkMDN(sfe_checkpoint=str(mdn))
+    assert_one_sentence(error, mdn, "is not an SFE checkpoint", "stage 'mdn'")
+    with pytest.raises(CheckpointError) as error:
+        load_landmark_mdn(sfe_checkpoint)
+    assert_one_sentence(error, sfe_checkpoint, "is not an MDN checkpoint", "stage 'sfe'")
+    with pytest.raises(CheckpointError) as error:
+        load_landmark_mdn(tmp_path / "absent.ckpt")
+    assert_one_sentence(error, tmp_path / "absent.ckpt", "does not exist", "expected an MDN checkpoint")
+    with pytest.raises(CheckpointError) as error:
+        LandmarkMDN(sfe_checkpoint=str(tmp_path / "absent.ckpt"))
+    assert_one_sentence(error, tmp_path / "absent.ckpt", "does not exist", "expected an SFE checkpoint")
+
+
+def test_bad_statistics_are_refused_with_one_sentence():
+    with pytest.raises(ValueError, match="must be index.json's statistics"):
+        small_model(statistics={"registered": {"mean": [0.0] * 5}})
+
+
+# Training
+
+
+def test_a_randomly_initialised_sfe_trains_and_logs_metrics_with_their_baselines():
+    """``sfe_checkpoint: null`` (the no-pretraining ablation) trains; validation logs every figure."""
+    model = small_model(sfe_checkpoint=None, eval_samples=3)
+    trainer = quiet_trainer(max_steps=3, gradient_clip_val=1.0)
+    trainer.fit(model, SyntheticLandmarkData(frames=8, batch_size=4, train_clips=12, val_clips=4))
+    logged = trainer.callback_metrics
+    names = ["loss", "nll", "dirichlet", "lmd_mouth", "lmd_face", "lvd", "mouth_corr", "best_of_k_lmd_mouth",
+             "diversity", "weight_0", "weight_1", "weight_2", "static/lmd_mouth", "static/lvd",
+             "shuffled/lmd_mouth", "shuffled/mouth_corr"]  # fmt: skip
+    for name in names:
+        assert math.isfinite(logged[f"val/{name}"]), name
+    assert logged["val/static/mouth_corr"] == 0 and logged["val/diversity"] > 0
+    total = sum(logged[f"val/weight_{component}"] for component in range(3))
+    assert total.item() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_bf16_mixed_loss_is_close_to_fp32_on_the_same_batch():
+    seed_everything(0)
+    model = small_model(mode="all")
+    data = SyntheticLandmarkData(frames=12, batch_size=4, val_clips=4)
+    losses = {}
+    for precision in ("32-true", "bf16-mixed"):
+        (result,) = quiet_trainer(precision=precision).validate(model, data, verbose=False)
+        losses[precision] = result["val/nll"]
+    assert math.isfinite(losses["bf16-mixed"])
+    assert losses["bf16-mixed"] == pytest.approx(losses["32-true"], abs=0.05 * abs(losses["32-true"]) + 0.02)
+    assert all(parameter.dtype == torch.float32 for parameter in model.parameters())
+
+
+def run_mdn_ddp(mode: str, out_dir: Path) -> list[dict]:
+    out_dir.mkdir()
+    run = subprocess.run([sys.executable, str(ROOT / "tests" / "mdn_ddp.py"), mode, str(out_dir)], cwd=ROOT,
+                         timeout=600, capture_output=True, text=True)  # fmt: skip
+    assert run.returncode == 0, f"{mode} run failed:\n{run.stderr[-4000:]}"
+    return [torch.load(path, weights_only=True) for path in sorted(out_dir.glob("rank*.pt"))]
+
+
+def test_ddp_on_two_cpu_processes_matches_one_process_on_the_global_batch(tmp_path):
+    (single,) = run_mdn_ddp("single", tmp_path / "single")
+    ranks = run_mdn_ddp("ddp", tmp_path / "ddp")
+    assert [rank["clips"] for rank in ranks] == [4, 4] and single["clips"] == 8
+    torch.testing.assert_close(torch.stack([rank["loss"] for rank in ranks]).mean(), single["loss"])
+    assert single["grads"].keys() == ranks[0]["grads"].keys()
+    for name, grad in single["grads"].items():
+        for rank in ranks:
+            torch.testing.assert_close(rank["grads"][name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+# Metrics
+
+
+def test_mouth_correlation_is_within_clips_and_diversity_is_zero_for_identical_samples():
+    batch = fixed_batch(clips=3, frames=20)
+    true, mask = batch["registered"], batch["mask"]
+    metric = MouthOpeningCorrelation()
+    metric.update(true, true, mask)
+    assert metric.compute().item() == pytest.approx(1.0)
+    offset = true.clone()
+    offset[:, :, 65:68, 1] += torch.tensor([0.1, 0.2, 0.3])[:, None, None]  # per-clip constant: no information
+    metric = MouthOpeningCorrelation()
+    metric.update(offset, true, mask)
+    assert metric.compute().item() == pytest.approx(1.0)
+    diversity = SampleDiversity()
+    diversity.update(true[None].expand(4, -1, -1, -1, -1), mask)
+    assert diversity.compute().item() == 0
