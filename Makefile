@@ -45,6 +45,11 @@ print(json.load(open(sys.argv[1] + "/metrics.json")).get("best_checkpoint") or s
 "$(SFE_CKPT)" 2>/dev/null || true; else echo "$(SFE_CKPT)"; fi
 endef
 
+# `make sweep` / `make sweep-local`: SWEEP=<experiments/sweeps/*.yaml> COUNT=<trials>; FAST=1 and ARGS apply to
+# every local trial (its flags go before the swept ones, so the sweep's values win).
+SWEEP ?= experiments/sweeps/sfe.yaml
+COUNT ?=
+
 # `make bench`: BENCH="sfe preprocess ..." for some benchmarks, default all.
 BENCH ?=
 
@@ -56,7 +61,7 @@ $(PY) -m experiments.cli fit \
 	--run.name $(NAME) $(2) $(ARGS)
 endef
 
-.PHONY: help setup test test-all lint corpus data pretrain-sfe train-mdn bench clean
+.PHONY: help setup test test-all lint corpus data pretrain-sfe train-mdn sweep sweep-local bench clean
 
 help: ## List the targets and the variables they take
 	@echo "Usage: make <target> [DATA=<shards>] [NAME=<run>] [FAST=1] [ARGS=\"--trainer.max_epochs 5\"]"
@@ -101,6 +106,13 @@ train-mdn: setup $(STAGE_DATA) ## Stage 2: MDN landmarks + head pose on the SFE 
 	fi; \
 	echo "SFE checkpoint: $$sfe"; \
 	$(call fit,mdn,--data.shards $(DATA) --model.init_args.sfe_checkpoint $$sfe)
+
+sweep: setup ## W&B sweep on the W&B server + an agent here (SWEEP, COUNT); needs `wandb login`
+	$(PY) -m experiments.sweep wandb $(SWEEP) $(if $(COUNT),--count $(COUNT))
+
+sweep-local: setup $(STAGE_DATA) ## The same sweep file with no server, each trial a run under runs/ (SWEEP, COUNT, FAST=1, DATA, ARGS)
+	$(PY) -m experiments.sweep local $(SWEEP) $(if $(COUNT),--count $(COUNT)) $(if $(FAST),--fast) \
+		--args "--config conf/trainer/$(TRAINER).yaml --data.init_args.shards=$(DATA) $(ARGS)"
 
 bench: setup ## Run the benchmarks (BENCH="sfe ..." for some, default all); tables printed and saved in bench/
 	$(PY) -m experiments.bench $(BENCH)
