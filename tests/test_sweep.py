@@ -40,6 +40,13 @@ def test_sweep_file_configures_its_stage(path):
         assert node == pytest.approx(value)
 
 
+def test_fast_adds_the_stage_profile():
+    from experiments.sweep import fast_flags
+
+    flags = fast_flags(read_sweep("experiments/sweeps/sfe.yaml"))
+    assert flags == ["--config", "conf/fast.yaml", "--config", "conf/fast/sfe.yaml"]
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -52,13 +59,6 @@ def test_sweep_file_configures_its_stage(path):
         ("method: grid\nmetric: {name: m}\nparameters: {lr: {values: [1]}}\ncommand: [python]\n", "${args}"),
     ],
 )
-def test_fast_adds_the_stage_profile():
-    from experiments.sweep import fast_flags
-
-    flags = fast_flags(read_sweep("experiments/sweeps/sfe.yaml"))
-    assert flags == ["--config", "conf/fast.yaml", "--config", "conf/fast/sfe.yaml"]
-
-
 def test_malformed_sweep_file_ends_with_one_sentence(tmp_path, capsys, text, message):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
