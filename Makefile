@@ -61,7 +61,7 @@ $(PY) -m experiments.cli fit \
 	--run.name $(NAME) $(2) $(ARGS)
 endef
 
-.PHONY: help setup test test-all lint corpus data pretrain-sfe train-mdn sweep sweep-local bench clean
+.PHONY: help setup test test-all lint corpus data pretrain-sfe train-mdn train-renderer sweep sweep-local bench clean
 
 help: ## List the targets and the variables they take
 	@echo "Usage: make <target> [DATA=<shards>] [NAME=<run>] [FAST=1] [ARGS=\"--trainer.max_epochs 5\"]"
@@ -113,6 +113,9 @@ sweep: setup ## W&B sweep on the W&B server + an agent here (SWEEP, COUNT); need
 sweep-local: setup $(STAGE_DATA) ## The same sweep file with no server, each trial a run under runs/ (SWEEP, COUNT, FAST=1, DATA, ARGS)
 	$(PY) -m experiments.sweep local $(SWEEP) $(if $(COUNT),--count $(COUNT)) $(if $(FAST),--fast) \
 		--args "--config conf/trainer/$(TRAINER).yaml --data.init_args.shards=$(DATA) $(ARGS)"
+
+train-renderer: setup $(STAGE_DATA) ## Stage 3: the face renderer, spline warp + refinement (DATA, NAME, FAST=1, ARGS)
+	$(call fit,renderer,--data.shards $(DATA))
 
 bench: setup ## Run the benchmarks (BENCH="sfe ..." for some, default all); tables printed and saved in bench/
 	$(PY) -m experiments.bench $(BENCH)

@@ -1,0 +1,94 @@
+"""The stage-3 renderer net: thin-plate-spline warp of the reference, then a learned refinement.
+
+The warp moves the reference photo's own pixels from its landmarks to the target's, so identity comes from
+the photo, not from what the net learned; the refinement (a small U-Net on the warped reference, the
+reference and the target's landmark sketch) predicts a small flow correction, the colours of what the warp
+cannot supply (mouth interior, teeth) and the mask that blends them in.
+"""
+
+import torch
+from torch import nn
+
+from lightning_modules.nets.refiner import RefinementUNet
+from lightning_modules.nets.sketch import LandmarkSketch
+from lightning_modules.nets.warp import tps_sampling_grid, warp
+
+PAINT, MASK, FLOW = slice(0, 3), slice(3, 4), slice(4, 6)
+
+
+class WarpRefineRenderer(nn.Module):
+    """Reference ``[B, 3, S, S]`` in [0, 1] and landmarks ``[B, 68, 3]`` (crop pixels) -> the target frame.
+
+    ``grid_size``, ``anchors`` (pinned points per border side) and ``regularisation`` shape the spline
+    (``nets.warp.tps_sampling_grid``); ``sketch_size``/``sketch_sigma`` the landmark sketch; ``width``,
+    ``levels`` and ``blocks`` the U-Net; ``flow`` adds a predicted correction of at most ``max_flow``
+    (normalised units: 0.05 is 6 px at 256) to the spline's grid. ``mask_bias`` starts the mask near 1, so an
+    untrained net renders (almost) the warp alone.
+    """
+
+    def __init__(
+        self,
+        size: int = 256,
+        grid_size: int = 64,
+        anchors: int = 4,
+        regularisation: float = 1e-3,
+        sketch_size: int = 128,
+        sketch_sigma: float = 2.0,
+        width: int = 16,
+        levels: int = 4,
+        blocks: int = 1,
+        flow: bool = True,
+        max_flow: float = 0.05,
+        mask_bias: float = 3.0,
+    ):
+        super().__init__()
+        self.size, self.grid_size, self.anchors, self.regularisation = size, grid_size, anchors, regularisation
+        self.flow, self.max_flow = flow, max_flow
+        self.sketch = LandmarkSketch(sketch_size, size, sketch_sigma)
+        outputs = 6 if flow else 4
+        self.refiner = RefinementUNet(6 + self.sketch.out_channels, outputs, width, levels, blocks)
+        with torch.no_grad():
+            self.refiner.out.bias[MASK] = mask_bias
+            if flow:
+                self.refiner.out.weight[FLOW] = 0.0
+                self.refiner.out.bias[FLOW] = 0.0
+
+    def spline_grid(self, reference_landmarks: torch.Tensor, target_landmarks: torch.Tensor) -> torch.Tensor:
+        """``[B, S, S, 2]``: where each output pixel reads the reference under the landmark spline."""
+        return tps_sampling_grid(
+            reference_landmarks[..., :2].float(),
+            target_landmarks[..., :2].float(),
+            self.size,
+            self.grid_size,
+            self.anchors,
+            self.regularisation,
+        )
+
+    def target_sketch(self, target_landmarks: torch.Tensor) -> torch.Tensor:
+        """The target's sketch ``[B, parts + 1, S, S]`` (rasterised at ``sketch_size``, upsampled)."""
+        sketch = self.sketch(target_landmarks)
+        return nn.functional.interpolate(sketch, size=(self.size, self.size), mode="bilinear", align_corners=False)
+
+    def forward(
+        self,
+        reference: torch.Tensor,
+        reference_landmarks: torch.Tensor,
+        target_landmarks: torch.Tensor,
+        refine: bool = True,
+    ) -> dict[str, torch.Tensor]:
+        """``output`` (the frame) and ``warped`` (the spline warp alone) ``[B, 3, S, S]``; with ``refine``
+        also ``mask`` ``[B, 1, S, S]`` (1: keep the warp) and ``painted`` ``[B, 3, S, S]``."""
+        grid = self.spline_grid(reference_landmarks, target_landmarks)
+        warped = warp(reference, grid)
+        if not refine:
+            return {"output": warped, "warped": warped}
+        sketch = self.target_sketch(target_landmarks).to(reference.dtype)
+        raw = self.refiner(torch.cat([warped, reference, sketch], 1))
+        corrected = warped
+        if self.flow:
+            correction = self.max_flow * torch.tanh(raw[:, FLOW].float())  # [B, 2, S, S]
+            corrected = warp(reference, grid + correction.permute(0, 2, 3, 1))
+        mask = torch.sigmoid(raw[:, MASK])
+        painted = torch.sigmoid(raw[:, PAINT])
+        output = mask * corrected + (1 - mask) * painted
+        return {"output": output, "warped": warped, "mask": mask, "painted": painted}
