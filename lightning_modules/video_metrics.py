@@ -127,13 +127,13 @@ def lagged_correlation(visual: np.ndarray, acoustic: np.ndarray, max_offset: int
     return correlations
 
 
-def mouth_audio_sync(mouth_opening: np.ndarray, audio: np.ndarray, max_offset: int = 15) -> dict[str, float]:
-    """Weight-free sync of a mouth-opening track ``[T]`` (one value per video frame) with its 16 kHz audio ``[N]``.
+def mouth_audio_sync(mouth_opening: np.ndarray, envelope: np.ndarray, max_offset: int = 15) -> dict[str, float]:
+    """Weight-free sync of a mouth-opening track ``[T]`` with the speech energy envelope ``[T]`` of the same frames
+    (:func:`speech_envelope`, or any per-frame loudness such as the mean log-mel).
 
     Returns the correlation at offset 0, the peak correlation over offsets of up to ``max_offset`` frames and the
     offset of that peak (frames; positive when the audio comes late relative to the mouth).
     """
-    envelope = speech_envelope(audio, len(mouth_opening))
     correlations = lagged_correlation(mouth_opening, envelope, max_offset)
     if np.all(np.isnan(correlations)):
         return {"correlation": float("nan"), "peak_correlation": float("nan"), "offset": float("nan")}

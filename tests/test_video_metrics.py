@@ -6,7 +6,14 @@ import pytest
 import torch
 from skimage import data
 
-from lightning_modules.video_metrics import PSNR_CAP, cpbd, image_quality, lagged_correlation, mouth_audio_sync
+from lightning_modules.video_metrics import (
+    PSNR_CAP,
+    cpbd,
+    image_quality,
+    lagged_correlation,
+    mouth_audio_sync,
+    speech_envelope,
+)
 
 
 def test_identical_images_give_ssim_one_and_the_psnr_cap():
@@ -53,8 +60,8 @@ def test_mouth_audio_sync_finds_a_three_frame_delay(synthetic_corpus):
 
     frames, audio = read_clip(sorted(synthetic_corpus.rglob("*.mp4"))[0])
     opening = mouth_opening_track(track_faces(frames))
-    aligned = mouth_audio_sync(opening, audio)
-    delayed = mouth_audio_sync(opening, _shifted(audio, 3))
+    aligned = mouth_audio_sync(opening, speech_envelope(audio, len(frames)))
+    delayed = mouth_audio_sync(opening, speech_envelope(_shifted(audio, 3), len(frames)))
     assert delayed["offset"] - aligned["offset"] == 3
     assert abs(aligned["offset"]) <= 1
     assert aligned["correlation"] > delayed["correlation"]

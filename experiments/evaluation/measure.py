@@ -6,8 +6,7 @@ import numpy as np
 import torch
 
 from datamodules import face
-from datamodules.audio import audio_windows, mel_spectrogram
-from datamodules.shards import to_tensor_images
+from datamodules.audio import audio_windows
 
 STACK_OFFSETS = np.arange(-2, 3)  # the 5 frames around a step, as in stage-1 training
 
@@ -54,11 +53,17 @@ def syncnet_boxes(track: Track) -> np.ndarray:
     return np.stack([medfilt(column, kernel) if kernel >= 3 else column for column in columns], -1)
 
 
-def expert_inputs(frames: np.ndarray, audio: np.ndarray, track: Track, visual_input: str) -> tuple:
-    """The sync expert's per-frame inputs: mel windows ``[T, 20, 80]`` and 5-frame crop stacks ``[T, 5, 3, S, S]``
-    in [0, 1], cut the way preprocessing cuts them (mouth crops of 96 or the clip's 256 face crop)."""
+def mel_envelope(mel: np.ndarray, frames: int) -> np.ndarray:
+    """Per-frame loudness ``[frames]`` from a normalised log-mel ``[4 * frames, 80]``: the mean over bins and the
+    frame's 4 mel steps (for clips whose raw audio is not at hand, e.g. shards)."""
+    return np.asarray(mel, np.float64)[: 4 * frames].reshape(frames, -1).mean(1)
+
+
+def expert_inputs(frames: np.ndarray, mel: np.ndarray, track: Track, visual_input: str) -> tuple:
+    """The sync expert's per-frame inputs: mel windows ``[T, 20, 80]`` of the log-mel ``[4T, 80]``
+    (``datamodules.audio.mel_spectrogram``) and 5-frame crop stacks ``[T, 5, 3, S, S]`` in [0, 1], cut the way
+    preprocessing cuts them (mouth crops of 96, or the clip's 256 face crop)."""
     count = len(frames)
-    mel = mel_spectrogram(audio, count)
     windows = torch.from_numpy(audio_windows(mel, np.arange(count)).astype(np.float32))
     if visual_input == "face":
         box = face.face_crop_box(track.landmarks, track.detected | True)
@@ -67,4 +72,4 @@ def expert_inputs(frames: np.ndarray, audio: np.ndarray, track: Track, visual_in
         boxes = face.mouth_crop_boxes(track.landmarks)
         crops = np.stack([box.cut(frame, face.MOUTH_CROP_SIZE) for box, frame in zip(boxes, frames, strict=True)])
     stacks = np.clip(np.arange(count)[:, None] + STACK_OFFSETS[None, :], 0, count - 1)  # [T, 5]
-    return windows, to_tensor_images(crops[stacks])
+    return windows, torch.from_numpy(np.ascontiguousarray(crops[stacks])).movedim(-1, -3).float() / 255.0
