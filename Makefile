@@ -50,6 +50,19 @@ endef
 SWEEP ?= experiments/sweeps/sfe.yaml
 COUNT ?=
 
+# `make evaluate`: NAME, MDN_CKPT / RENDERER_CKPT (run folders or .ckpt), VARIANT=model|static|truth, or VIDEOS=<dir>
+# [TRUTH=<dir>]; SYNCNET=<syncnet_v2.model> for LSE-D/C; EXPERT=<separate SFE run> for the project's sync expert.
+# `make tables`: TABLE=<experiments/tables/NAME.yaml stem> SEEDS=<n> FAST=1.
+MDN_CKPT ?= runs/mdn/latest
+RENDERER_CKPT ?= runs/renderer/latest
+VARIANT ?= model
+VIDEOS ?=
+TRUTH ?=
+SYNCNET ?=
+EXPERT ?=
+TABLE ?= ablation
+SEEDS ?= 1
+
 # `make bench`: BENCH="sfe preprocess ..." for some benchmarks, default all.
 BENCH ?=
 
@@ -61,7 +74,7 @@ $(PY) -m experiments.cli fit \
 	--run.name $(NAME) $(2) $(ARGS)
 endef
 
-.PHONY: help setup test test-all lint corpus data pretrain-sfe train-mdn train-renderer sweep sweep-local bench clean
+.PHONY: help setup test test-all lint corpus data pretrain-sfe train-mdn train-renderer evaluate tables sweep sweep-local bench clean
 
 help: ## List the targets and the variables they take
 	@echo "Usage: make <target> [DATA=<shards>] [NAME=<run>] [FAST=1] [ARGS=\"--trainer.max_epochs 5\"]"
@@ -116,6 +129,16 @@ sweep-local: setup $(STAGE_DATA) ## The same sweep file with no server, each tri
 
 train-renderer: setup $(STAGE_DATA) ## Stage 3: the face renderer, spline warp + refinement (DATA, NAME, FAST=1, ARGS)
 	$(call fit,renderer,--data.shards $(DATA))
+
+evaluate: setup ## Metrics of checkpoints on the test split, or of VIDEOS=<dir>: results/$(NAME).json and .md
+	$(PY) -m experiments.evaluate --name $(NAME) $(if $(VIDEOS),--videos $(VIDEOS) $(if $(TRUTH),--truth $(TRUTH)),\
+		--data $(DATA) --variant $(VARIANT) $(if $(filter model,$(VARIANT)),--mdn $(MDN_CKPT)) \
+		$(if $(wildcard $(RENDERER_CKPT)),--renderer $(RENDERER_CKPT))) \
+		$(if $(SYNCNET),--syncnet $(SYNCNET)) $(if $(EXPERT),--sync-expert $(EXPERT))
+
+tables: setup $(STAGE_DATA) ## A paper table: trains what is missing, evaluates, results/tables/TABLE.{md,csv,png} (TABLE, SEEDS, FAST=1)
+	$(PY) -m experiments.make_tables experiments/tables/$(TABLE).yaml --seeds $(SEEDS) $(if $(FAST),--fast) \
+		--data $(DATA) --trainer $(TRAINER) $(if $(SYNCNET),--syncnet $(SYNCNET))
 
 bench: setup ## Run the benchmarks (BENCH="sfe ..." for some, default all); tables printed and saved in bench/
 	$(PY) -m experiments.bench $(BENCH)
