@@ -138,7 +138,7 @@ evaluate: setup ## Metrics of checkpoints on the test split, or of VIDEOS=<dir>:
 
 tables: setup $(STAGE_DATA) ## A paper table: trains what is missing, evaluates, results/tables/TABLE.{md,csv,png} (TABLE, SEEDS, FAST=1)
 	$(PY) -m experiments.make_tables experiments/tables/$(TABLE).yaml --seeds $(SEEDS) $(if $(FAST),--fast) \
-		--data $(DATA) --trainer $(TRAINER) $(if $(SYNCNET),--syncnet $(SYNCNET))
+		--data $(DATA) --trainer $(TRAINER) $(if $(SYNCNET),--syncnet $(SYNCNET)) $(if $(ARGS),--args "$(ARGS)")
 
 bench: setup ## Run the benchmarks (BENCH="sfe ..." for some, default all); tables printed and saved in bench/
 	$(PY) -m experiments.bench $(BENCH)

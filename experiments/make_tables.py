@@ -11,6 +11,7 @@ import argparse
 import hashlib
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -67,8 +68,8 @@ def read_table(path: str | Path) -> dict:
 class Trainer:
     """Starts (or finds) the stage runs of a table; every run logs offline under ``root``."""
 
-    def __init__(self, data: str, root: str, fast: bool, trainer: str):
-        self.data, self.root, self.fast, self.trainer = data, Path(root), fast, trainer
+    def __init__(self, data: str, root: str, fast: bool, trainer: str, extra: list[str] = ()):
+        self.data, self.root, self.fast, self.trainer, self.extra = data, Path(root), fast, trainer, list(extra)
 
     def configs(self, stage: str) -> list[str]:
         configs = ["conf/base.yaml", f"conf/trainer/{self.trainer}.yaml", f"conf/{stage}.yaml"]
@@ -81,7 +82,7 @@ class Trainer:
     def run(self, stage: str, overrides: dict, seed: int) -> Path:
         """The checkpoint of the ``stage`` run with these ``overrides`` and ``seed``, trained when missing."""
         configs = self.configs(stage)
-        flags = [f"--{key}={json.dumps(value)}" for key, value in sorted(overrides.items())]
+        flags = self.extra + [f"--{key}={json.dumps(value)}" for key, value in sorted(overrides.items())]
         key = json.dumps([stage, configs, flags, seed, str(self.data), self.fast], sort_keys=True)
         name = "tbl-" + hashlib.sha1(key.encode()).hexdigest()[:10]
         run_dir = self.root / stage / name
@@ -116,7 +117,7 @@ def evaluate_row(table: dict, row: dict, seed: int, trainer: Trainer, out: Path,
         sfe_path = None if sfe is None else trainer.run("sfe", sfe, seed)
         mdn_overrides = {**row.get("mdn", {}), "model.init_args.sfe_checkpoint": str(sfe_path) if sfe_path else None}
         mdn_path = trainer.run("mdn", mdn_overrides, seed)
-    clips = table.get("fast_eval_clips" if trainer.fast else "eval_clips")
+    clips = options.eval_clips or table.get("fast_eval_clips" if trainer.fast else "eval_clips")
     key = json.dumps(
         [row["name"], variant, str(mdn_path), str(renderer_path), str(expert_path), clips, options.syncnet]
     )
@@ -226,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="results/tables")
     parser.add_argument("--trainer", default="cpu", help="conf/trainer/<name>.yaml for every run")
     parser.add_argument("--syncnet", help="published SyncNet weights (syncnet_v2.model) for LSE-D / LSE-C")
+    parser.add_argument("--eval-clips", type=int, help="test clips per row and seed (default: the table's)")
+    parser.add_argument("--args", default="", help="extra LightningCLI flags for every run (part of its identity)")
     options = parser.parse_args(argv)
     from datamodules.shards import ShardsError, read_index
     from lightning_modules.checkpoints import CheckpointError
@@ -233,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         table = read_table(options.table)
         index = read_index(options.data)
-        trainer = Trainer(options.data, options.root, options.fast, options.trainer)
+        trainer = Trainer(options.data, options.root, options.fast, options.trainer, shlex.split(options.args))
         out = Path(options.out)
         results = {row["name"]: [] for row in table["rows"]}
         for seed in range(options.seeds):
@@ -247,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
         "commit": commit(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "seeds": options.seeds,
-        "profile": "FAST (smoke-sized runs)" if options.fast else "full",
+        "profile": ("FAST (smoke-sized runs)" if options.fast else "full")
+        + (f", {options.args}" if options.args else ""),
     }
     path = write_outputs(table, results, header, out, options.syncnet is not None)
     print(path.read_text())
