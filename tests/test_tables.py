@@ -85,3 +85,28 @@ def test_outputs_give_mean_and_std_over_seeds_and_say_what_was_not_computed(tmp_
     csv = (tmp_path / "t.csv").read_text().splitlines()
     assert csv[0].startswith("row,label,lmd_mouth_mean,lmd_mouth_std") and csv[1].startswith('full,"Full",2,1.41421')
     assert (tmp_path / "t.png").stat().st_size > 1000
+
+
+SMOKE = (
+    "--trainer.max_epochs=2 --trainer.limit_train_batches=2 --trainer.limit_val_batches=1 "
+    "--trainer.check_val_every_n_epoch=1"
+)
+
+
+@pytest.mark.slow
+def test_ablation_table_fills_every_cell_and_a_rerun_reuses_the_runs(embedded_shards, tmp_path, capsys):
+    arguments = ["experiments/tables/ablation.yaml", "--seeds", "1", "--fast", "--data", str(embedded_shards)]
+    arguments += ["--root", str(tmp_path / "runs"), "--out", str(tmp_path / "tables"), "--eval-clips", "2"]
+    assert main([*arguments, "--args", SMOKE]) == 0
+    markdown = (tmp_path / "tables" / "ablation.md").read_text()
+    rows = [line for line in markdown.splitlines() if line.startswith("| ") and not line.startswith("| row")]
+    assert len(rows) == 6
+    for row in rows:
+        cells = [cell.strip() for cell in row.strip("|").split("|")][1:]
+        assert len(cells) == 13 and all(cell and cell != "n/a" for cell in cells), row
+    assert SYNCNET_NOT_COMPUTED in markdown
+    runs = sorted(path.name for path in (tmp_path / "runs").glob("*/tbl-*"))
+    capsys.readouterr()
+    assert main([*arguments, "--args", SMOKE]) == 0
+    assert "Training" not in capsys.readouterr().out
+    assert sorted(path.name for path in (tmp_path / "runs").glob("*/tbl-*")) == runs
