@@ -21,6 +21,7 @@ import numpy as np
 import yaml
 
 from experiments.evaluate import checkpoint_path
+from experiments.sweep import flag_value
 from experiments.evaluation.columns import (
     COLUMNS,
     MDN_NOT_COMPUTED,
@@ -82,7 +83,7 @@ class Trainer:
     def run(self, stage: str, overrides: dict, seed: int) -> Path:
         """The checkpoint of the ``stage`` run with these ``overrides`` and ``seed``, trained when missing."""
         configs = self.configs(stage)
-        flags = self.extra + [f"--{key}={json.dumps(value)}" for key, value in sorted(overrides.items())]
+        flags = self.extra + [f"--{key}={flag_value(value)}" for key, value in sorted(overrides.items())]
         key = json.dumps([stage, configs, flags, seed, str(self.data), self.fast], sort_keys=True)
         name = "tbl-" + hashlib.sha1(key.encode()).hexdigest()[:10]
         run_dir = self.root / stage / name

@@ -69,6 +69,11 @@ def _engine():
     return sweeps
 
 
+def flag_value(value) -> str:
+    """A value as the text of a ``--key=value`` flag: strings as they are, anything else as JSON (``null``, lists)."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 def trial_command(config: dict, parameters: dict, extra: list[str]) -> list[str]:
     """The command of one trial: the file's ``command`` with ``extra`` flags inserted before ``${args}`` (so the
     sweep's parameters win over them) and ``${args}`` expanded to ``--key=value``."""
@@ -81,7 +86,7 @@ def trial_command(config: dict, parameters: dict, extra: list[str]) -> list[str]
         elif part == "${program}":
             command.append(str(config.get("program", "")))
         elif part == ARGS_MACRO:
-            command += extra + [f"--{key}={json.dumps(value)}" for key, value in parameters.items()]
+            command += extra + [f"--{key}={flag_value(value)}" for key, value in parameters.items()]
         else:
             command.append(str(part))
     return command
