@@ -21,7 +21,6 @@ import numpy as np
 import yaml
 
 from experiments.evaluate import checkpoint_path
-from experiments.sweep import flag_value
 from experiments.evaluation.columns import (
     COLUMNS,
     MDN_NOT_COMPUTED,
@@ -30,6 +29,7 @@ from experiments.evaluation.columns import (
     mean_metrics,
     not_computed_notes,
 )
+from experiments.sweep import flag_value
 
 ROW_KEYS = {"name", "label", "sfe", "mdn", "variant"}
 VARIANTS = ("model", "static", "truth")

@@ -68,3 +68,34 @@ def test_syncnet_crop_is_224_square_around_the_face():
     crop = syncnet_crop(frame, (150.0, 100.0, 20.0))
     assert crop.shape == (224, 224, 3)
     assert crop[60:120, 80:140].mean() > 200  # the face sits in the upper middle of the crop
+
+
+@pytest.mark.slow
+def test_sfe_sync_expert_prefers_aligned_audio_on_held_out_speakers(embedded_shards, tmp_path):
+    """A FAST stage-1 run of its own seed, used as the sync expert, scores each held-out (test-speaker) clip better
+    with its own audio than with the audio delayed by 5 frames, and finds the delay."""
+    from litdata import StreamingDataset
+
+    from datamodules.audio import audio_windows
+    from datamodules.shards import decode_frames
+    from experiments.cli import main as cli_main
+    from lightning_modules.sync_scoring import SFESyncExpert
+
+    configs = ["conf/base.yaml", "conf/trainer/cpu.yaml", "conf/sfe.yaml", "conf/fast.yaml", "conf/fast/sfe.yaml"]
+    arguments = ["fit", *[flag for config in configs for flag in ("--config", config)], "--seed_everything", "7"]
+    cli_main([*arguments, "--run.root", str(tmp_path), "--run.name", "expert", "--data.shards", str(embedded_shards)])
+    expert = SFESyncExpert(tmp_path / "sfe" / "expert" / "checkpoints" / "last.ckpt")
+    better, found = [], []
+    dataset = StreamingDataset(str(embedded_shards / "test"), shuffle=False)
+    for position in range(len(dataset)):
+        record = dataset[position]
+        frames = np.arange(record["frames"])
+        stacks = np.clip(frames[:, None] + np.arange(-2, 3)[None], 0, len(frames) - 1)
+        crops = torch.from_numpy(decode_frames(record, "mouth", stacks)).movedim(-1, -3).float() / 255
+        aligned = expert.score(torch.from_numpy(audio_windows(record["mel"], frames)).float(), crops)
+        delayed_audio = torch.from_numpy(audio_windows(record["mel"], np.clip(frames - 5, 0, None))).float()
+        delayed = expert.score(delayed_audio, crops)
+        better.append(aligned.distance_at_zero < delayed.distance_at_zero)
+        found.append(abs(delayed.offset - 5) <= 1)
+    assert np.mean(better) >= 0.8, f"aligned scored better on {np.mean(better):.0%} of {len(better)} held-out clips"
+    assert np.mean(found) >= 0.5, f"the 5-frame delay was found on {np.mean(found):.0%} of the clips"
