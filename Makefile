@@ -52,7 +52,7 @@ COUNT ?=
 
 # `make evaluate`: NAME, MDN_CKPT / RENDERER_CKPT (run folders or .ckpt), VARIANT=model|static|truth, or VIDEOS=<dir>
 # [TRUTH=<dir>]; SYNCNET=<syncnet_v2.model> for LSE-D/C; EXPERT=<separate SFE run> for the project's sync expert.
-# `make tables`: TABLE=<experiments/tables/NAME.yaml stem> SEEDS=<n> FAST=1.
+# `make tables`: TABLE=<experiments/tables/NAME.yaml stem> SEEDS=<n> FAST=1 EVAL_CLIPS=<test clips per row>.
 MDN_CKPT ?= runs/mdn/latest
 RENDERER_CKPT ?= runs/renderer/latest
 VARIANT ?= model
@@ -62,6 +62,7 @@ SYNCNET ?=
 EXPERT ?=
 TABLE ?= ablation
 SEEDS ?= 1
+EVAL_CLIPS ?=
 
 # `make bench`: BENCH="sfe preprocess ..." for some benchmarks, default all.
 BENCH ?=
@@ -138,7 +139,8 @@ evaluate: setup ## Metrics of checkpoints on the test split, or of VIDEOS=<dir>:
 
 tables: setup $(STAGE_DATA) ## A paper table: trains what is missing, evaluates, results/tables/TABLE.{md,csv,png} (TABLE, SEEDS, FAST=1)
 	$(PY) -m experiments.make_tables experiments/tables/$(TABLE).yaml --seeds $(SEEDS) $(if $(FAST),--fast) \
-		--data $(DATA) --trainer $(TRAINER) $(if $(SYNCNET),--syncnet $(SYNCNET)) $(if $(ARGS),--args "$(ARGS)")
+		--data $(DATA) --trainer $(TRAINER) $(if $(SYNCNET),--syncnet $(SYNCNET)) $(if $(ARGS),--args "$(ARGS)") \
+		$(if $(EVAL_CLIPS),--eval-clips $(EVAL_CLIPS))
 
 bench: setup ## Run the benchmarks (BENCH="sfe ..." for some, default all); tables printed and saved in bench/
 	$(PY) -m experiments.bench $(BENCH)
