@@ -56,6 +56,23 @@ GENERATE_OUT = $(if $(filter command line environment,$(origin OUT)),$(OUT),outp
 # `make demo`: the FAST=1 runs it trains (or reuses) are runs/<stage>/$(DEMO_RUN).
 DEMO_RUN ?= demo
 
+# `make sweep` / `make sweep-local`: SWEEP=<experiments/sweeps/*.yaml> COUNT=<trials>; FAST=1 and ARGS apply to
+# every local trial (its flags go before the swept ones, so the sweep's values win).
+SWEEP ?= experiments/sweeps/sfe.yaml
+COUNT ?=
+
+# `make evaluate`: NAME, MDN / RENDERER (run folders or .ckpt, as for `make generate`), VARIANT=model|static|truth, or VIDEOS=<dir>
+# [TRUTH=<dir>]; SYNCNET=<syncnet_v2.model> for LSE-D/C; EXPERT=<separate SFE run> for the project's sync expert.
+# `make tables`: TABLE=<experiments/tables/NAME.yaml stem> SEEDS=<n> FAST=1 EVAL_CLIPS=<test clips per row>.
+VARIANT ?= model
+VIDEOS ?=
+TRUTH ?=
+SYNCNET ?=
+EXPERT ?=
+TABLE ?= ablation
+SEEDS ?= 1
+EVAL_CLIPS ?=
+
 # `make bench`: BENCH="sfe preprocess ..." for some benchmarks, default all.
 BENCH ?=
 
@@ -67,7 +84,7 @@ $(PY) -m experiments.cli fit \
 	$(if $(NAME),--run.name $(NAME)) $(2) $(ARGS)
 endef
 
-.PHONY: help setup test test-all lint corpus data pretrain-sfe train-mdn train-renderer generate demo bench clean
+.PHONY: help setup test test-all lint corpus data pretrain-sfe train-mdn train-renderer generate demo evaluate tables sweep sweep-local bench clean
 
 help: ## List the targets and the variables they take
 	@echo "Usage: make <target> [DATA=<shards>] [NAME=<run>] [FAST=1] [ARGS=\"--trainer.max_epochs 5\"]"
@@ -136,6 +153,24 @@ demo: setup runs/mdn/$(DEMO_RUN)/metrics.json runs/renderer/$(DEMO_RUN)/metrics.
 	$(MAKE) --no-print-directory generate IMAGE=outputs/demo-photo.png AUDIO=outputs/demo-voice.wav OUT=outputs/demo.mp4 \
 		MDN=runs/mdn/$(DEMO_RUN) RENDERER=runs/renderer/$(DEMO_RUN)
 	$(PY) -m experiments.demo picture --photo outputs/demo-photo.png --video outputs/demo.mp4 --out outputs/demo.png
+
+sweep: setup ## W&B sweep on the W&B server + an agent here (SWEEP, COUNT); needs `wandb login`
+	$(PY) -m experiments.sweep wandb $(SWEEP) $(if $(COUNT),--count $(COUNT))
+
+sweep-local: setup $(STAGE_DATA) ## The same sweep file with no server, each trial a run under runs/ (SWEEP, COUNT, FAST=1, DATA, ARGS)
+	$(PY) -m experiments.sweep local $(SWEEP) $(if $(COUNT),--count $(COUNT)) $(if $(FAST),--fast) \
+		--args "--config conf/trainer/$(TRAINER).yaml --data.init_args.shards=$(DATA) $(ARGS)"
+
+evaluate: setup ## Metrics of checkpoints on the test split, or of VIDEOS=<dir>: results/$(NAME).json and .md
+	$(PY) -m experiments.evaluate --name $(NAME) $(if $(VIDEOS),--videos $(VIDEOS) $(if $(TRUTH),--truth $(TRUTH)),\
+		--data $(DATA) --variant $(VARIANT) $(if $(filter model,$(VARIANT)),--mdn $(MDN)) \
+		$(if $(wildcard $(RENDERER)),--renderer $(RENDERER))) \
+		$(if $(SYNCNET),--syncnet $(SYNCNET)) $(if $(EXPERT),--sync-expert $(EXPERT))
+
+tables: setup $(STAGE_DATA) ## A paper table: trains what is missing, evaluates, results/tables/TABLE.{md,csv,png} (TABLE, SEEDS, FAST=1)
+	$(PY) -m experiments.make_tables experiments/tables/$(TABLE).yaml --seeds $(SEEDS) $(if $(FAST),--fast) \
+		--data $(DATA) --trainer $(TRAINER) $(if $(SYNCNET),--syncnet $(SYNCNET)) $(if $(ARGS),--args "$(ARGS)") \
+		$(if $(EVAL_CLIPS),--eval-clips $(EVAL_CLIPS))
 
 bench: setup ## Run the benchmarks (BENCH="sfe ..." for some, default all); tables printed and saved in bench/
 	$(PY) -m experiments.bench $(BENCH)

@@ -1,0 +1,90 @@
+"""The evaluation's metric columns: names, what they mean, their direction, and how results are reported."""
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+from lightning_modules.sync_scoring import SYNCNET_NOT_COMPUTED
+
+# name -> (header, lower is better?, meaning)
+COLUMNS = {
+    "lmd_mouth": ("LMD mouth", True, "mean mouth-landmark distance, registered face, inter-ocular units"),
+    "lmd_face": ("LMD face", True, "mean distance over all 68 landmarks, registered face, inter-ocular units"),
+    "lvd": ("LVD", True, "landmark velocity distance, inter-ocular units per frame"),
+    "lmd_mouth_best_of_k": ("best-of-K LMD mouth", True, "LMD mouth of the closest of K MDN samples"),
+    "diversity": ("diversity", False, "mean distance between two of the K MDN samples, inter-ocular units"),
+    "ssim": ("SSIM", False, "structural similarity with the true face crop (torchmetrics)"),
+    "psnr": ("PSNR", False, "dB against the true face crop (torchmetrics; identical frames capped at 100)"),
+    "cpbd": ("CPBD", False, "cumulative probability of blur detection on the face crop (sharpness)"),
+    "mouth_sync_corr": ("mouth-audio corr", False, "weight-free: MediaPipe mouth opening vs speech energy"),
+    "mouth_sync_offset": ("mouth-audio offset", None, "weight-free: frames of the audio's delay at the peak"),
+    "lse_d": ("LSE-D", True, "published SyncNet distance at the best offset (+-15 frames)"),
+    "lse_c": ("LSE-C", False, "published SyncNet confidence (median - min distance)"),
+    "expert_sync_d": ("sync-expert D", True, "the project's own SFE sync expert (not SyncNet): cosine distance"),
+    "expert_sync_c": ("sync-expert C", False, "the project's own SFE sync expert (not SyncNet): confidence"),
+}
+SYNCNET_COLUMNS = ("lse_d", "lse_c")
+EXPERT_NOT_COMPUTED = "not computed (needs a sync-expert SFE checkpoint: --sync-expert PATH)"
+RENDERER_NOT_COMPUTED = "not computed (needs a renderer checkpoint: --renderer PATH)"
+TRUTH_NOT_COMPUTED = "not computed (needs the true videos: --truth DIR)"
+MDN_NOT_COMPUTED = "not computed (needs an MDN checkpoint)"
+
+
+def not_computed_notes(syncnet: bool, expert: bool) -> dict[str, str]:
+    """Why the sync columns that need user weights or an expert run are empty, in the words the tables print."""
+    notes = {}
+    if not syncnet:
+        notes.update(dict.fromkeys(SYNCNET_COLUMNS, SYNCNET_NOT_COMPUTED))
+    if not expert:
+        notes.update(dict.fromkeys(("expert_sync_d", "expert_sync_c"), EXPERT_NOT_COMPUTED))
+    return notes
+
+
+def commit() -> str:
+    """The repository's commit (with ``+dirty`` when the work tree differs), or ``unknown`` outside git."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+        return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def mean_metrics(items: list[dict]) -> dict[str, float]:
+    """Mean of every column over the evaluated items (clips or videos), NaNs left out."""
+    names = [name for name in COLUMNS if any(name in item for item in items)]
+    means = {}
+    for name in names:
+        values = np.array([item[name] for item in items if name in item], np.float64)
+        values = values[np.isfinite(values)]
+        means[name] = float(values.mean()) if len(values) else float("nan")
+    return means
+
+
+def cell(value: float | None, note: str | None = None) -> str:
+    """A table cell: the number, or the reason it was not computed."""
+    if note is not None:
+        return note
+    if value is None or not np.isfinite(value):
+        return "n/a"
+    return f"{value:.4g}"
+
+
+def write_report(name: str, out: Path, metrics: dict, notes: dict, items: list[dict], header: dict) -> Path:
+    """Writes ``<out>/<name>.json`` (metrics, notes, per-item values, header) and ``<out>/<name>.md``."""
+    out.mkdir(parents=True, exist_ok=True)
+    header = {"name": name, "commit": commit(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), **header}
+    record = {**header, "metrics": metrics, "not_computed": notes, "items": items}
+    (out / f"{name}.json").write_text(json.dumps(record, indent=2, default=float) + "\n")
+    shown = [column for column in COLUMNS if column in metrics or column in notes]
+    lines = [f"# Evaluation {name}", "", ", ".join(f"{key}: {value}" for key, value in header.items() if key != "name")]
+    lines += ["", "| metric | value | meaning |", "|---|---|---|"]
+    for column in shown:
+        title, lower, meaning = COLUMNS[column]
+        arrow = "" if lower is None else (" (lower is better)" if lower else " (higher is better)")
+        lines.append(f"| {title} | {cell(metrics.get(column), notes.get(column))} | {meaning}{arrow} |")
+    (out / f"{name}.md").write_text("\n".join(lines) + "\n")
+    return out / f"{name}.json"

@@ -1,0 +1,148 @@
+"""Evaluation of trained checkpoints over a split of the shards, whole clip by whole clip.
+
+A variant is where the landmarks come from: ``model`` (the MDN's most likely component, and K samples for
+best-of-K and diversity), ``static`` (the reference frame's landmarks held: a face that does not talk; its video
+is the reference photo repeated) or ``truth`` (the true landmarks: through the renderer, the renderer's upper
+bound). Frames are rendered when a renderer checkpoint is given.
+"""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from datamodules import face
+from datamodules.audio import audio_windows
+from datamodules.media import MediaError, read_audio
+from datamodules.shards import decode_frames, read_index
+from experiments.evaluation.measure import expert_inputs, mel_envelope, syncnet_boxes, track_faces
+from experiments.evaluation.videos import frame_metrics, landmark_metrics
+from lightning_modules.metrics import BestOfKDistance, SampleDiversity
+from lightning_modules.sync_scoring import SFESyncExpert, SyncNetScorer, syncnet_crop
+from lightning_modules.video_metrics import image_quality
+
+VARIANTS = ("model", "static", "truth")
+RENDER_BATCH = 16
+
+
+def split_records(shards: str | Path, split: str = "test", limit: int | None = None) -> Iterator[dict]:
+    """The raw records (whole clips) of ``split`` in index order."""
+    from litdata import StreamingDataset
+
+    dataset = StreamingDataset(str(Path(shards) / split), shuffle=False)
+    for position in range(min(len(dataset), limit or len(dataset))):
+        yield dataset[position]
+
+
+def raw_audio(index: dict, clip: str) -> np.ndarray | None:
+    """The clip's 16 kHz audio from the raw corpus the shards were made from, when it is still there."""
+    found = sorted(Path(index.get("raw") or "/nonexistent").glob(f"{clip}.*"))
+    try:
+        return read_audio(found[0]) if found else None
+    except MediaError:
+        return None
+
+
+def variant_tracks(record: dict, variant: str, mdn, samples: int) -> dict:
+    """Registered landmarks ``[T, 68, 3]``, relative pose ``[T, 6]`` (and for ``model`` K samples) of a variant."""
+    frames, reference = record["frames"], int(record["reference_index"])
+    registered = record["registered"]
+    reference_pose = record["pose"][reference]
+    if variant == "truth":
+        return {"registered": registered, "pose": face.relative_pose(record["pose"], reference_pose)}
+    if variant == "static":
+        return {"registered": np.repeat(registered[reference][None], frames, 0), "pose": np.zeros((frames, 6))}
+    audio = torch.from_numpy(audio_windows(record["mel"], np.arange(frames)).astype(np.float32))[None]
+    anchor = torch.from_numpy(registered[reference])
+    best = mdn.generate(audio, anchor, mode="max")
+    tracks = {"registered": best["registered"][0].numpy(), "pose": best["pose"][0].numpy()}
+    if samples > 1:
+        tracks["samples"] = mdn.generate(audio, anchor, mode="sample", samples=samples)["registered"]
+    return tracks
+
+
+@torch.no_grad()
+def render_clip(record: dict, tracks: dict, renderer) -> np.ndarray:
+    """Frames ``[T, 256, 256, 3]`` uint8 of the face crop rendered from the reference frame and ``tracks``."""
+    reference = int(record["reference_index"])
+    reference_image = decode_frames(record, "face", np.array([reference]))[0]
+    absolute = face.absolute_pose(np.asarray(tracks["pose"], np.float32), record["pose"][reference])
+    targets = torch.from_numpy(face.unregister(np.asarray(tracks["registered"], np.float32), absolute))
+    image = torch.from_numpy(reference_image).permute(2, 0, 1).float()[None] / 255
+    anchor = torch.from_numpy(record["landmarks"][reference])[None]
+    rendered = []
+    for chunk in targets.split(RENDER_BATCH):
+        count = len(chunk)
+        output = renderer.render(image.expand(count, -1, -1, -1), anchor.expand(count, -1, -1), chunk)
+        rendered.append((output.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy())
+    return np.concatenate(rendered)
+
+
+def clip_metrics(
+    record: dict,
+    variant: str,
+    mdn=None,
+    renderer=None,
+    samples: int = 5,
+    syncnet: SyncNetScorer | None = None,
+    expert: SFESyncExpert | None = None,
+    audio: np.ndarray | None = None,
+) -> dict[str, float]:
+    """Every metric of one clip for one variant (module docstring); image metrics need frames (a renderer, or the
+    static variant's held reference photo)."""
+    valid = record["valid"].astype(bool)
+    tracks = variant_tracks(record, variant, mdn, samples)
+    values = {"frames": float(record["frames"])}
+    values.update(landmark_metrics(np.asarray(tracks["registered"], np.float32), record["registered"], valid))
+    if "samples" in tracks:
+        target, mask = torch.from_numpy(record["registered"])[None], torch.from_numpy(valid.astype(np.float32))[None]
+        best, diversity = BestOfKDistance(), SampleDiversity()
+        best.update(tracks["samples"][:, None], target, mask)
+        diversity.update(tracks["samples"][:, None], mask)
+        values.update(lmd_mouth_best_of_k=float(best.compute()), diversity=float(diversity.compute()))
+    if variant == "static":
+        reference = int(record["reference_index"])
+        frames = decode_frames(record, "face", np.full(record["frames"], reference))
+    elif renderer is not None:
+        frames = render_clip(record, tracks, renderer)
+    else:
+        return values
+    truth = decode_frames(record, "face", np.arange(record["frames"]))
+    quality = image_quality(
+        torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 255,
+        torch.from_numpy(truth).permute(0, 3, 1, 2).float() / 255,
+    )
+    values.update(ssim=float(quality["ssim"].mean()), psnr=float(quality["psnr"].mean()))
+    track = track_faces(frames)
+    values.update(frame_metrics(frames, track, mel_envelope(record["mel"], record["frames"])))
+    if syncnet is not None and audio is not None:
+        boxes = syncnet_boxes(track)
+        crops = np.stack([syncnet_crop(frame, box) for frame, box in zip(frames, boxes, strict=True)])
+        score = syncnet.score(crops, audio)
+        values.update(lse_d=score.distance, lse_c=score.confidence, lse_offset=float(score.offset))
+    if expert is not None:
+        score = expert.score(*expert_inputs(frames, record["mel"], track, expert.visual_input))
+        values.update(expert_sync_d=score.distance, expert_sync_c=score.confidence)
+    return values
+
+
+def evaluate_split(
+    shards: str | Path,
+    variant: str,
+    mdn=None,
+    renderer=None,
+    split: str = "test",
+    samples: int = 5,
+    syncnet: SyncNetScorer | None = None,
+    expert: SFESyncExpert | None = None,
+    limit: int | None = None,
+) -> list[dict]:
+    """Per-clip metrics (each with its ``clip`` name) of ``variant`` over the clips of ``split``."""
+    index = read_index(shards)
+    items = []
+    for record in split_records(shards, split, limit):
+        audio = raw_audio(index, record["clip"]) if syncnet is not None else None
+        values = clip_metrics(record, variant, mdn, renderer, samples, syncnet, expert, audio)
+        items.append({"clip": record["clip"], **values})
+    return items

@@ -1,0 +1,109 @@
+"""Metrics of one talking-head video (with its audio track), optionally against the true video of the same clip."""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from datamodules import face
+from datamodules.audio import mel_spectrogram
+from datamodules.media import read_clip
+from experiments.evaluation.measure import (
+    Track,
+    expert_inputs,
+    mouth_opening_track,
+    syncnet_boxes,
+    track_faces,
+)
+from lightning_modules.metrics import MOUTH, LandmarkDistance, LandmarkVelocityDistance
+from lightning_modules.sync_scoring import SFESyncExpert, SyncNetScorer, syncnet_crop
+from lightning_modules.video_metrics import cpbd, image_quality, mouth_audio_sync, speech_envelope
+
+CPBD_EVERY = 5  # frames between the frames whose sharpness is measured
+
+
+def face_crops(frames: np.ndarray, box: face.CropBox) -> np.ndarray:
+    """The 256 face crops ``[T, 256, 256, 3]`` of ``frames`` in one box."""
+    return np.stack([box.cut(frame, face.FACE_CROP_SIZE) for frame in frames])
+
+
+def landmark_metrics(predicted: np.ndarray, target: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    """LMD (mouth, face) and LVD of registered landmarks ``[T, 68, 3]`` (inter-ocular units) over ``mask`` ``[T]``."""
+    predicted, target = torch.from_numpy(predicted)[None], torch.from_numpy(target)[None]
+    mask = torch.from_numpy(mask.astype(np.float32))[None]
+    values = {}
+    for name, metric in (("lmd_mouth", LandmarkDistance(MOUTH)), ("lmd_face", LandmarkDistance())):
+        metric.update(predicted, target, mask)
+        values[name] = float(metric.compute())
+    velocity = LandmarkVelocityDistance()
+    velocity.update(predicted, target, mask)
+    values["lvd"] = float(velocity.compute())
+    return values
+
+
+def frame_metrics(frames: np.ndarray, track: Track, envelope: np.ndarray) -> dict[str, float]:
+    """CPBD of the face crop and the weight-free mouth-audio sync of frames ``[T, H, W, 3]``."""
+    box = face.face_crop_box(track.landmarks, np.ones(len(frames), bool))
+    sharpness = [cpbd(box.cut(frame, face.FACE_CROP_SIZE)) for frame in frames[::CPBD_EVERY]]
+    sync = mouth_audio_sync(mouth_opening_track(track), envelope)
+    return {
+        "cpbd": float(np.mean(sharpness)),
+        "mouth_sync_corr": sync["correlation"],
+        "mouth_sync_offset": sync["offset"],
+    }
+
+
+def sync_scores(
+    frames: np.ndarray,
+    audio: np.ndarray,
+    mel: np.ndarray,
+    track: Track,
+    syncnet: SyncNetScorer | None,
+    expert: SFESyncExpert | None,
+) -> dict[str, float]:
+    """LSE-D / LSE-C (published SyncNet) and the project's sync expert, each when its scorer is given."""
+    values = {}
+    if syncnet is not None and audio is not None:
+        crops = np.stack([syncnet_crop(frame, box) for frame, box in zip(frames, syncnet_boxes(track), strict=True)])
+        score = syncnet.score(crops, audio)
+        values.update(lse_d=score.distance, lse_c=score.confidence, lse_offset=float(score.offset))
+    if expert is not None:
+        windows, stacks = expert_inputs(frames, mel, track, expert.visual_input)
+        score = expert.score(windows, stacks)
+        values.update(expert_sync_d=score.distance, expert_sync_c=score.confidence)
+        values["expert_sync_offset"] = float(score.offset)
+    return values
+
+
+def evaluate_video(
+    path: Path,
+    truth: Path | None = None,
+    syncnet: SyncNetScorer | None = None,
+    expert: SFESyncExpert | None = None,
+) -> dict[str, float]:
+    """All metrics of the video at ``path``; image and landmark metrics against ``truth`` when given.
+
+    Raises MediaError or NoFaceError with one sentence naming the file.
+    """
+    frames, audio = read_clip(path)
+    track = track_faces(frames)
+    if track.face_ratio == 0:
+        raise face.NoFaceError(f"No face was found in {path}.")
+    values = {"frames": float(len(frames)), "face_ratio": track.face_ratio}
+    values.update(frame_metrics(frames, track, speech_envelope(audio, len(frames))))
+    values.update(sync_scores(frames, audio, mel_spectrogram(audio, len(frames)), track, syncnet, expert))
+    if truth is not None:
+        true_frames, _ = read_clip(truth)
+        true_track = track_faces(true_frames)
+        count = min(len(frames), len(true_frames))
+        box = face.face_crop_box(true_track.landmarks[:count], np.ones(count, bool))
+        quality = image_quality(
+            torch.from_numpy(face_crops(frames[:count], box)).permute(0, 3, 1, 2).float() / 255,
+            torch.from_numpy(face_crops(true_frames[:count], box)).permute(0, 3, 1, 2).float() / 255,
+        )
+        values.update(ssim=float(quality["ssim"].mean()), psnr=float(quality["psnr"].mean()))
+        registered, _ = face.register(track.landmarks[:count])
+        true_registered, _ = face.register(true_track.landmarks[:count])
+        mask = track.detected[:count] & true_track.detected[:count]
+        values.update(landmark_metrics(registered, true_registered, mask))
+    return values
