@@ -445,8 +445,7 @@ def fast_fit(stage: str, shards: Path, root: Path, *extra: str) -> Path:
         f"conf/fast/{stage}.yaml",
     ]
     arguments = ["fit", *(item for config in configs for item in ("--config", config))]
-    cli([*arguments, "--run.name", "fast", "--run.root", str(root), "--data.shards", str(shards),
-         "--trainer.enable_progress_bar", "false", *extra])  # fmt: skip
+    cli([*arguments, "--run.name", "fast", "--run.root", str(root), "--data.shards", str(shards), *extra])
     return root / stage / "fast"
 
 
