@@ -61,7 +61,7 @@ DEMO_RUN ?= demo
 SWEEP ?= experiments/sweeps/sfe.yaml
 COUNT ?=
 
-# `make evaluate`: NAME, MDN / RENDERER (run folders or .ckpt, as for `make generate`), VARIANT=model|static|truth, or VIDEOS=<dir>
+# `make evaluate`: NAME (default evaluate-<time>), MDN / RENDERER (run folders or .ckpt, as for `make generate`), VARIANT=model|static|truth, or VIDEOS=<dir>
 # [TRUTH=<dir>]; SYNCNET=<syncnet_v2.model> for LSE-D/C; EXPERT=<separate SFE run> for the project's sync expert.
 # `make tables`: TABLE=<experiments/tables/NAME.yaml stem> SEEDS=<n> FAST=1 EVAL_CLIPS=<test clips per row>.
 VARIANT ?= model
@@ -162,7 +162,7 @@ sweep-local: setup $(STAGE_DATA) ## The same sweep file with no server, each tri
 		--args "--config conf/trainer/$(TRAINER).yaml --data.init_args.shards=$(DATA) $(ARGS)"
 
 evaluate: setup ## Metrics of checkpoints on the test split, or of VIDEOS=<dir>: results/$(NAME).json and .md
-	$(PY) -m experiments.evaluate --name $(NAME) $(if $(VIDEOS),--videos $(VIDEOS) $(if $(TRUTH),--truth $(TRUTH)),\
+	$(PY) -m experiments.evaluate --name $(or $(NAME),evaluate-$(shell date +%Y%m%d-%H%M%S)) $(if $(VIDEOS),--videos $(VIDEOS) $(if $(TRUTH),--truth $(TRUTH)),\
 		--data $(DATA) --variant $(VARIANT) $(if $(filter model,$(VARIANT)),--mdn $(MDN)) \
 		$(if $(wildcard $(RENDERER)),--renderer $(RENDERER))) \
 		$(if $(SYNCNET),--syncnet $(SYNCNET)) $(if $(EXPERT),--sync-expert $(EXPERT))
