@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import wandb
-from lightning.pytorch import Trainer, seed_everything
+from lightning.pytorch import seed_everything
 from scipy.stats import norm
 
 from datamodules.mdn import LandmarkDataModule
@@ -24,22 +24,10 @@ from lightning_modules.nets.sfe import SpeechFeatureExtractor
 from lightning_modules.sfe import SFEPretraining
 from tests.mdn_data import TINY_SFE, SyntheticLandmarkClips, SyntheticLandmarkData, clip_statistics
 from tests.sfe_data import TINY
+from tests.trainer import quiet_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL_HEAD = dict(hidden_dim=32, reference_dim=8)
-
-
-def quiet_trainer(**kwargs) -> Trainer:
-    defaults = dict(
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
-    return Trainer(**{**defaults, **kwargs})
 
 
 def fixed_batch(clips: int = 4, frames: int = 12) -> dict:

@@ -20,24 +20,12 @@ from lightning_modules.nets.warp import tps_sampling_grid, warp
 from lightning_modules.renderer import FaceRenderer, load_face_renderer
 from tests.render_data import SyntheticRenderData, SyntheticRenderPairs
 from tests.toy import ToyData, ToyRegression
+from tests.trainer import quiet_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 # A tiny renderer for 64 px crops: fast enough for many steps in a test.
 TINY = dict(size=64, grid_size=32, sketch_size=64, sketch_sigma=1.0, width=8, levels=3)
-
-
-def quiet_trainer(**kwargs) -> Trainer:
-    defaults = dict(
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
-    return Trainer(**{**defaults, **kwargs})
 
 
 def smooth_image(size: int = 256, seed: int = 0) -> torch.Tensor:

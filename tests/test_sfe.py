@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import wandb
-from lightning.pytorch import Trainer, seed_everything
+from lightning.pytorch import seed_everything
 
 from datamodules.sfe import SFEDataModule
 from experiments.cli import MACLCLI, RunError, main
@@ -18,22 +18,10 @@ from lightning_modules.nets.sfe import SpeechFeatureExtractor
 from lightning_modules.sfe import SFEPretraining, load_speech_feature_extractor
 from tests.sfe_data import TINY, SyntheticClips, SyntheticSFEData
 from tests.toy import ToyData, ToyRegression
+from tests.trainer import quiet_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
-
-
-def quiet_trainer(**kwargs) -> Trainer:
-    defaults = dict(
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
-    return Trainer(**{**defaults, **kwargs})
 
 
 def fast_configs(*trainer: str) -> list[str]:
