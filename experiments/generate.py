@@ -131,8 +131,7 @@ def write_video(
     height, width = reference.photo.shape[:2]
     with VideoStreamWriter(out, width, height, audio=speech.wav) as writer, torch.inference_mode():
         for part in landmark_chunks(speech, predict, chunk, overlap):
-            pose = face.absolute_pose(part.pose, reference.pose)
-            targets = torch.from_numpy(face.unregister(part.registered, pose, depth=reference.depth))  # [n, 68, 3]
+            targets = torch.from_numpy(part.image_landmarks(reference.pose, reference.depth))  # [n, 68, 3]
             for start in range(0, len(targets), RENDER_BATCH):
                 batch = targets[start : start + RENDER_BATCH]
                 count = len(batch)

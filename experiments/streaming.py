@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from datamodules import face
 from datamodules.audio import MELS_PER_FRAME, audio_windows, mel_spectrogram
 from datamodules.media import FPS, SAMPLE_RATE, Speech
 
@@ -52,6 +53,11 @@ class Chunk:
     stop: int
     registered: np.ndarray
     pose: np.ndarray
+
+    def image_landmarks(self, reference_pose: np.ndarray, depth: float = 0.0) -> np.ndarray:
+        """Image-space landmarks ``[n, 68, 3]`` of the chunk for a face placed as ``reference_pose`` ``[6]`` (the
+        photo's absolute pose; the landmark model's pose is relative to it), depth translation ``depth``."""
+        return face.unregister(self.registered, face.absolute_pose(self.pose, reference_pose), depth=depth)
 
 
 def landmark_chunks(

@@ -51,10 +51,14 @@ class LandmarkMDN(LightningModule):
     ``mode``: ``last`` trains the head only (the SFE frozen and kept in eval mode), ``ft`` fine-tunes the SFE
     at lr / 10, ``all`` trains everything at lr. ``sfe_checkpoint: null`` initialises the SFE at random (the
     no-pretraining ablation) from ``sfe_hparams``; the SFE settings are saved in this model's hyperparameters,
-    so an MDN checkpoint reloads without the SFE file. ``components`` M (1 is plain regression). The BiGRU runs
+    so an MDN checkpoint reloads without the SFE file. ``components`` M (1 is plain regression).
+    ``reference_noise``: in training, Gaussian noise of this std is added to the normalised reference that the
+    reference encoder sees (not to the offset the means start from), so that a corpus of few people does not
+    teach it a lookup of their faces that fails on a new one. The BiGRU runs
     on the SFE's ``step_stride`` interleaved frame phases (``phase_features``). Validation and test log the
     metrics of ``max`` decoding beside the static baseline (``static/``: the reference held still) and the
-    model given time-shuffled audio (``shuffled/``), plus best-of-K and diversity of ``eval_samples`` samples.
+    model given time-shuffled audio (``shuffled/``), plus best-of-K and diversity of ``eval_samples`` samples,
+    drawn at ``sample_temperature`` (``mdn_decoding.decode``).
     """
 
     def __init__(
@@ -66,6 +70,7 @@ class LandmarkMDN(LightningModule):
         reference_dim: int = 64,
         hidden_dim: int = 320,
         dropout: float = 0.2,
+        reference_noise: float = 0.0,
         sigma_min: float = 0.01,
         sigma_max: float = 10.0,
         lip_weight: float = 3.0,
@@ -79,6 +84,7 @@ class LandmarkMDN(LightningModule):
         smoothing: float = 1.0,
         eval_samples: int = 5,
         sample_correlation_frames: float = 4.0,
+        sample_temperature: float = 0.3,
         chunk_frames: int = 256,
     ):
         super().__init__()
@@ -132,15 +138,29 @@ class LandmarkMDN(LightningModule):
         """``audio [B, T, 20, 80]``, ``reference [B, 68, 3]`` -> mixture ``means [B, T, M, 142]``, ``sigmas``,
         ``logits [B, T, M]`` in normalised units."""
         features = phase_features(self.sfe, audio, self.hparams.sfe_hparams["step_stride"])
-        return self.head(features["content"], features["speaker"], self.normalise(reference))
+        reference = self.normalise(reference)  # [B, 136]
+        encoder_reference = reference
+        if self.training and self.hparams.reference_noise > 0:
+            encoder_reference = reference + self.hparams.reference_noise * torch.randn_like(reference)
+        return self.head(features["content"], features["speaker"], reference, encoder_reference)
 
     def tracks(
-        self, mixture: dict, reference: torch.Tensor, mode: str, samples: int = 1, seed: int = 0, smoothing=None
+        self,
+        mixture: dict,
+        reference: torch.Tensor,
+        mode: str,
+        samples: int = 1,
+        seed: int = 0,
+        smoothing: float | None = None,
+        temperature: float | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Decoded, smoothed, denormalised tracks: registered ``[K, B, T, 68, 3]`` and pose ``[K, B, T, 6]``."""
+        """Decoded, smoothed, denormalised tracks: registered ``[K, B, T, 68, 3]`` and pose ``[K, B, T, 6]``;
+        ``smoothing`` and ``temperature`` default to the model's."""
         generator = torch.Generator().manual_seed(seed)
+        temperature = self.hparams.sample_temperature if temperature is None else temperature
         vectors = decode(**mixture, mode=mode, samples=samples, generator=generator,
-                         correlation_frames=self.hparams.sample_correlation_frames)  # fmt: skip
+                         correlation_frames=self.hparams.sample_correlation_frames,
+                         temperature=temperature)  # fmt: skip
         vectors = gaussian_smooth(vectors, self.hparams.smoothing if smoothing is None else smoothing)
         return self.denormalise(vectors, reference[None])
 
@@ -153,16 +173,18 @@ class LandmarkMDN(LightningModule):
         samples: int = 1,
         seed: int = 0,
         smoothing: float | None = None,
+        temperature: float | None = None,
     ) -> dict[str, torch.Tensor]:
         """``audio [1, T, 20, 80]`` and registered ``reference [68, 3]`` -> ``registered [K, T, 68, 3]`` and
         relative ``pose [K, T, 6]`` (K = ``samples`` for ``sample``, else 1), smoothed over ``smoothing``
-        frames (the model's default when None). Runs in eval mode on the model's device, chunked for long T."""
+        frames, samples drawn at ``temperature`` (the model's defaults when None). Runs in eval mode on the
+        model's device, chunked for long T."""
         was_training = self.training
         self.eval()
         audio, reference = audio.to(self.device, torch.float32), reference.to(self.device, torch.float32)
         mixture = crossfaded(lambda part: self(part, reference[None]), audio, self.hparams.chunk_frames)
         registered, pose = self.tracks(mixture, reference[None], mode, samples if mode == "sample" else 1, seed,
-                                       smoothing)  # fmt: skip
+                                       smoothing, temperature)  # fmt: skip
         self.train(was_training)
         return {"registered": registered[:, 0], "pose": pose[:, 0]}
 

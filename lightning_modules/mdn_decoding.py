@@ -49,13 +49,17 @@ def decode(
     samples: int = 1,
     generator: torch.Generator | None = None,
     correlation_frames: float = 4.0,
+    temperature: float = 1.0,
 ) -> torch.Tensor:
     """Mixtures ``means [B, T, M, D]``, ``sigmas``/``logits [B, T, M]`` -> tracks ``[K, B, T, D]``.
 
     ``max``: the mean of the component of highest weight per frame; ``mean``: the weight-averaged mean (K = 1
     for both). ``sample``: K draws, each with one uniform number per track that picks the component at every
     frame by the inverse of the cumulative weights (so a track keeps its component while the weights stay
-    alike) and noise correlated over ``correlation_frames``, so that a sampled track is smooth in time.
+    alike) and noise correlated over ``correlation_frames``, so that a sampled track is smooth in time. The noise
+    is the component's sigma times ``temperature`` (1: the fitted density; below 1: the samples keep nearer their
+    component's mean, as in sketch-rnn): one sigma spans all 142 dimensions, so at 1 every lip point gets the
+    average uncertainty of all of them, head pose included.
     """
     weights = logits.float().softmax(-1)  # [B, T, M]
     if mode == "max":
@@ -74,7 +78,7 @@ def decode(
     expanded = means[None].expand(samples, -1, -1, -1, -1)
     picked = expanded.gather(3, chosen[..., None, None].expand(*chosen.shape, 1, dim)).squeeze(3)  # [K, B, T, D]
     spread = sigmas[None].expand(samples, -1, -1, -1).gather(3, chosen[..., None]).squeeze(3)  # [K, B, T]
-    return picked + spread[..., None] * noise
+    return picked + temperature * spread[..., None] * noise
 
 
 def crossfaded(mixture_of, audio: torch.Tensor, chunk: int) -> dict[str, torch.Tensor]:

@@ -25,7 +25,7 @@ from datamodules.media import (
 )
 from datamodules.photo import PhotoError, load_photo, load_reference, reference_from_photo
 from experiments import generate as generation
-from experiments.streaming import audio_features, landmark_chunks, whole_audio_features
+from experiments.streaming import Chunk, audio_features, landmark_chunks, whole_audio_features
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 
@@ -248,6 +248,19 @@ def test_landmark_chunks_equal_whole_processing_and_join_smoothly(speech_wav, tm
     track = np.concatenate([part.registered for part in landmark_chunks(speech, offset_per_chunk, 20, 5)])
     jumps = np.abs(np.diff(track[:, 0, 0] - whole_registered[:, 0, 0]))
     assert jumps.max() < 10.0 / 4  # 10 spread over the 5 frames of overlap
+
+
+def test_chunk_landmarks_in_image_space_are_placed_as_the_photo(astronaut):
+    reference = reference_from_photo(astronaut)
+    still = Chunk(0, 0, 3, np.repeat(reference.registered[None], 3, 0), np.zeros((3, 6), np.float32))
+    placed = still.image_landmarks(reference.pose, reference.depth)
+    expected = face.unregister(reference.registered, reference.pose, depth=reference.depth)
+    assert placed.shape == (3, 68, 3) and np.allclose(placed, expected[None], atol=1e-3)
+    nodding = Chunk(0, 0, 1, still.registered[:1], np.array([[0.0, 0.0, 0.0, 0.1, 0.0, np.log(1.2)]], np.float32))
+    moved = nodding.image_landmarks(reference.pose, reference.depth)[0]
+    size = np.exp(reference.pose[5])
+    centre = expected.mean(0)
+    assert np.allclose(moved.mean(0)[0] - centre[0], 0.1 * size + 0.2 * (centre[0] - reference.pose[3]), atol=1e-2)
 
 
 # Writing

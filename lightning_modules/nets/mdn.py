@@ -71,10 +71,20 @@ class MixtureDensityHead(nn.Module):
         self.sigmas = nn.Linear(hidden_dim, components)
         self.logits = nn.Linear(hidden_dim, components)
 
-    def forward(self, content: torch.Tensor, speaker: torch.Tensor, reference: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``[B, T, D]`` twice and ``[B, points_dim]`` -> ``means [B, T, M, out]``, ``sigmas``, ``logits [B, T, M]``."""
+    def forward(
+        self,
+        content: torch.Tensor,
+        speaker: torch.Tensor,
+        reference: torch.Tensor,
+        encoder_reference: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """``[B, T, D]`` twice and ``[B, points_dim]`` -> ``means [B, T, M, out]``, ``sigmas``, ``logits [B, T, M]``.
+
+        ``encoder_reference`` (default ``reference``) is what the reference encoder sees; the offset of the
+        means is always ``reference`` itself."""
         frames = content.shape[1]
-        encoded = self.reference(reference)[:, None].expand(-1, frames, -1)  # [B, T, reference_dim]
+        encoder_reference = reference if encoder_reference is None else encoder_reference
+        encoded = self.reference(encoder_reference)[:, None].expand(-1, frames, -1)  # [B, T, reference_dim]
         hidden = self.hidden(torch.cat([content, speaker, encoded.to(content.dtype)], dim=-1))
         means = rearrange(self.means(hidden), "b t (m d) -> b t m d", m=self.components).float()
         offset = F.pad(reference.float(), (0, self.out_dim - self.points_dim))[:, None, None]  # [B, 1, 1, out]

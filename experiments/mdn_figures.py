@@ -1,0 +1,131 @@
+"""Stage-2 figures on speakers that no training clip has: each MDN's validation metrics beside its baselines.
+
+    python -m experiments.mdn_figures full=runs/mdn/full m1=runs/mdn/m1 [--data data/shards/synthetic] [--out FILE.md]
+
+A run folder stands for its best checkpoint; ``label=`` names its rows (default: the folder's name). The
+figures are those of ``LandmarkMDN``'s validation step (max decoding, the static reference, time-shuffled audio,
+best-of-K and diversity) on a window of ``--frames`` frames centred in each clip, for three groups of speakers:
+the held-out speakers (the val split), the held-out person (the test split) and, on the embedded corpus, the
+held-out voice (the test speakers whose voice no training speaker uses, read from the corpus's ``.truth.json``
+sidecars).
+"""
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from datamodules.mdn import LandmarkDataModule
+from datamodules.shards import read_index
+from datamodules.synthetic.speakers import HELD_OUT_VOICE
+from experiments.evaluate import checkpoint_path
+from lightning_modules.mdn import LandmarkMDN, load_landmark_mdn
+
+COLUMNS = {  # logged name -> table heading
+    "val/lmd_mouth": "mouth LMD",
+    "val/static/lmd_mouth": "static mouth LMD",
+    "val/shuffled/lmd_mouth": "shuffled-audio mouth LMD",
+    "val/lmd_face": "face LMD",
+    "val/lvd": "LVD",
+    "val/mouth_corr": "mouth corr",
+    "val/shuffled/mouth_corr": "shuffled-audio corr",
+    "val/best_of_k_lmd_mouth": "best-of-K mouth LMD",
+    "val/diversity": "diversity",
+    "val/nll": "NLL",
+}
+
+
+def held_out_voice_speakers(shards: str | Path) -> set[str]:
+    """Test speakers of an embedded corpus that speak with ``HELD_OUT_VOICE`` (empty when the raw corpus is gone
+    or is not the embedded one)."""
+    raw = read_index(shards).get("raw")
+    speakers = set()
+    for sidecar in sorted(Path(raw or "/nonexistent").glob("*/*/*.truth.json")):
+        truth = json.loads(sidecar.read_text())
+        if truth.get("split") == "test" and truth.get("voice", {}).get("variant") == HELD_OUT_VOICE:
+            speakers.add(truth["speaker"])
+    return speakers
+
+
+def speaker_groups(shards: str | Path) -> dict[str, tuple[str, set[str] | None]]:
+    """Group name -> (split, the speakers kept, or None for all of the split)."""
+    groups = {"held-out speakers (val)": ("val", None), "held-out person (test)": ("test", None)}
+    voice = held_out_voice_speakers(shards)
+    if voice:
+        groups[f"held-out voice ({HELD_OUT_VOICE})"] = ("test", voice)
+    return groups
+
+
+def masked_batches(data: LandmarkDataModule, split: str, speakers: set[str] | None) -> Iterator[dict]:
+    """The split's evaluation batches, with the frames of speakers not in ``speakers`` masked out."""
+    keep = torch.tensor([speakers is None or name in speakers for name in data.speakers])
+    for batch in data.loader(split, train=False):
+        chosen = keep[batch["speaker"]]
+        if chosen.any():
+            yield {**batch, "mask": batch["mask"] * chosen[:, None].to(batch["mask"].dtype)}
+
+
+def figures(
+    model: LandmarkMDN, shards: str | Path, split: str, speakers: set[str] | None = None, frames: int = 32
+) -> dict[str, float]:
+    """``model``'s validation metrics (``val/...`` names) on ``split``, over ``speakers`` only when given."""
+    from lightning.pytorch import Trainer
+
+    data = LandmarkDataModule(str(shards), frames=frames, batch_size=4, num_workers=0)
+    data.setup("fit")
+    trainer = Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    batches = DataLoader(list(masked_batches(data, split, speakers)), batch_size=None)  # already batched
+    (result,) = trainer.validate(model, batches, verbose=False)
+    return {name: float(value) for name, value in result.items()}
+
+
+def table(rows: dict[str, dict[str, dict[str, float]]]) -> str:
+    """Markdown: a line per run and group, a column per ``COLUMNS`` entry."""
+    lines = ["| run | speakers | " + " | ".join(COLUMNS.values()) + " |", "|---" * (len(COLUMNS) + 2) + "|"]
+    for run, groups in rows.items():
+        for group, values in groups.items():
+            cells = [f"{values[name]:.4f}" if name in values else "" for name in COLUMNS]
+            lines.append(f"| {run} | {group} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m experiments.mdn_figures", description=__doc__.split("\n")[0])
+    parser.add_argument("runs", nargs="+", help="[label=]MDN run folder (its best checkpoint) or checkpoint file")
+    parser.add_argument("--data", default="data/shards/synthetic", help="the shards the runs were trained on")
+    parser.add_argument("--frames", type=int, default=32, help="frames of the window centred in each clip")
+    parser.add_argument("--out", help="also write the table (Markdown) and its figures (.json beside it) here")
+    options = parser.parse_args(argv)
+    from datamodules.shards import ShardsError
+    from lightning_modules.checkpoints import CheckpointError
+
+    rows = {}
+    try:
+        groups = speaker_groups(options.data)
+        for run in options.runs:
+            label, _, path = run.rpartition("=")
+            model = load_landmark_mdn(checkpoint_path(path))
+            rows[label or Path(path).name] = {
+                name: figures(model, options.data, split, speakers, options.frames)
+                for name, (split, speakers) in groups.items()
+            }
+    except (ShardsError, CheckpointError) as error:
+        print(error, file=sys.stderr)
+        return 2
+    text = table(rows)
+    print(text)
+    if options.out:
+        out = Path(options.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+        out.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
