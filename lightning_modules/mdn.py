@@ -84,7 +84,7 @@ class LandmarkMDN(LightningModule):
         smoothing: float = 1.0,
         eval_samples: int = 5,
         sample_correlation_frames: float = 4.0,
-        sample_temperature: float = 0.3,
+        sample_temperature: float = 0.1,
         chunk_frames: int = 256,
     ):
         super().__init__()
