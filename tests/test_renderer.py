@@ -146,11 +146,12 @@ def test_checkpoint_round_trip_and_preview(tmp_path):
     inputs = batch["reference"], batch["reference_landmarks"], batch["target_landmarks"]
     torch.testing.assert_close(loaded.render(*inputs), model.eval().render(*inputs), rtol=0, atol=0)
 
-    # A checkpoint older than the paint_margin option loads with the behaviour it was trained with.
+    # A checkpoint older than the paint options loads with the behaviour it was trained with.
     older = torch.load(path, weights_only=True)
-    del older["hyper_parameters"]["paint_margin"]
+    del older["hyper_parameters"]["paint_margin"], older["hyper_parameters"]["paint_gain"]
     torch.save(older, tmp_path / "older.ckpt")
-    assert load_face_renderer(tmp_path / "older.ckpt").net.paint_margin is None
+    net = load_face_renderer(tmp_path / "older.ckpt").net
+    assert net.paint_margin is None and net.paint_gain == 1
 
 
 @pytest.fixture(scope="module")

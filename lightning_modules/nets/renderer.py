@@ -27,7 +27,9 @@ class WarpRefineRenderer(nn.Module):
     net renders exactly its warp; ``mask_bias`` is the mask's starting logit. With ``paint_margin`` (crop pixels)
     the mask is 1 outside the target's inner mouth grown by about that margin (:meth:`paint_region`), so the residual
     only paints where the warp has nothing to offer and the rest of the face is the photo's own pixels; ``None``
-    lets it paint anywhere (checkpoints older than the option).
+    lets it paint anywhere (checkpoints older than the option). ``paint_gain`` scales the residual head's
+    logits: its weights start at zero and Adam moves them by about the learning rate a step, so a gain lets a
+    short run reach the dark of an open mouth.
     """
 
     def __init__(
@@ -45,10 +47,11 @@ class WarpRefineRenderer(nn.Module):
         max_flow: float = 0.05,
         mask_bias: float = 0.0,
         paint_margin: float | None = None,
+        paint_gain: float = 1.0,
     ):
         super().__init__()
         self.size, self.grid_size, self.anchors, self.regularisation = size, grid_size, anchors, regularisation
-        self.flow, self.max_flow, self.paint_margin = flow, max_flow, paint_margin
+        self.flow, self.max_flow, self.paint_margin, self.paint_gain = flow, max_flow, paint_margin, paint_gain
         self.sketch = LandmarkSketch(sketch_size, size, sketch_sigma)
         outputs = 6 if flow else 4
         self.refiner = RefinementUNet(6 + self.sketch.out_channels, outputs, width, levels, blocks)
@@ -104,6 +107,6 @@ class WarpRefineRenderer(nn.Module):
         mask = torch.sigmoid(raw[:, MASK])  # [B, 1, S, S]
         if self.paint_margin is not None:
             mask = 1 - self.paint_region(sketch) * (1 - mask)
-        painted = corrected + torch.tanh(raw[:, PAINT])
+        painted = corrected + torch.tanh(self.paint_gain * raw[:, PAINT])
         output = (mask * corrected + (1 - mask) * painted).clamp(0, 1)
         return {"output": output, "warped": warped, "mask": mask, "painted": painted}
