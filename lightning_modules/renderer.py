@@ -16,7 +16,13 @@ from torch import nn
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 from torchvision.utils import save_image
 
-from lightning_modules.checkpoints import constructor_arguments, load_sub_state_dict, read_stage_checkpoint, stamp_stage
+from lightning_modules.checkpoints import (
+    constructor_arguments,
+    load_sub_state_dict,
+    read_stage_checkpoint,
+    stamp_stage,
+    with_default_hyperparameters,
+)
 from lightning_modules.image_losses import (
     PerceptualLoss,
     hinge_discriminator_loss,
@@ -31,12 +37,14 @@ STAGE = "renderer"
 NET_PREFIX = "net."
 PERCEPTUAL_PREFIX = "perceptual."
 EXPECTED = "a renderer checkpoint (written by lightning_modules.renderer.FaceRenderer)"
+ADDED_ARGUMENTS = ("paint_margin", "paint_gain")
+"""FaceRenderer arguments newer than the first checkpoints: those get the default (the old behaviour) when loaded."""
 VARIANTS = {"": "output", "_warp": "warped", "_copy": "reference"}  # metric suffix -> what is compared
 MOUTH_SIZE = 64  # side of the mouth crops that metrics and the mouth loss compare
 
 
 class FaceRenderer(LightningModule):
-    """Trains :class:`WarpRefineRenderer` (whose arguments are ``size`` ... ``mask_bias``) to reproduce the target.
+    """Trains :class:`WarpRefineRenderer` (whose arguments are ``size`` ... ``paint_gain``) to reproduce the target.
 
     Loss: ``l1_weight`` L1 + ``ssim_weight`` (1 - SSIM) over the crop, ``mouth_weight`` L1 over the mouth box,
     ``perceptual_weight`` VGG feature L1 when ``perceptual_weights`` names a torchvision VGG state dict
@@ -59,6 +67,8 @@ class FaceRenderer(LightningModule):
         flow: bool = True,
         max_flow: float = 0.05,
         mask_bias: float = 0.0,
+        paint_margin: float | None = None,
+        paint_gain: float = 1.0,
         l1_weight: float = 1.0,
         ssim_weight: float = 1.0,
         mouth_weight: float = 1.0,
@@ -77,7 +87,7 @@ class FaceRenderer(LightningModule):
         self.save_hyperparameters()
         self.net = WarpRefineRenderer(
             size, grid_size, anchors, regularisation, sketch_size, sketch_sigma, width, levels, blocks, flow,
-            max_flow, mask_bias,
+            max_flow, mask_bias, paint_margin, paint_gain,
         )  # fmt: skip
         self.perceptual = PerceptualLoss(perceptual_weights, perceptual_network) if perceptual_weights else None
         self.discriminator = None
@@ -245,6 +255,7 @@ def load_face_renderer(path: str | Path) -> FaceRenderer:
     sentence.
     """
     checkpoint = read_stage_checkpoint(path, STAGE, EXPECTED)
+    checkpoint = with_default_hyperparameters(checkpoint, FaceRenderer, ADDED_ARGUMENTS)
     arguments = constructor_arguments(WarpRefineRenderer, checkpoint, path, EXPECTED)
     model = FaceRenderer(**arguments, perceptual_weights=None, gan_weight=0.0)
     load_sub_state_dict(model.net, checkpoint, NET_PREFIX, path, EXPECTED)

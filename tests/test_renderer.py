@@ -95,6 +95,24 @@ def test_render_gives_frames_in_range_and_an_untrained_net_renders_its_warp():
     torch.testing.assert_close(frames, result["warped"], rtol=0, atol=1e-6)
 
 
+def test_with_a_paint_margin_the_refinement_paints_only_around_the_open_mouth():
+    net = WarpRefineRenderer(**TINY, flow=False, paint_margin=2.0)
+    torch.nn.init.normal_(net.refiner.out.weight, std=0.1)  # a trained-looking residual everywhere
+    landmarks = face_landmarks(1, 64)
+    landmarks[0, 60:68, :2] = torch.tensor(
+        [[20.0, 40.0], [25, 36], [32, 36], [39, 36], [44, 40], [39, 48], [32, 48], [25, 48]]
+    )
+    with torch.no_grad():
+        result = net(torch.rand(1, 3, 64, 64), landmarks, landmarks)
+        region = net.paint_region(net.target_sketch(landmarks))
+    assert region.shape == (1, 1, 64, 64) and 0 <= region.min() and region.max() <= 1
+    far, inside = region[0, 0] == 0, region[0, 0] == 1
+    assert far.float().mean() > 0.5 and inside.sum() > 20
+    assert (result["mask"][0, 0][far] == 1).all()
+    changed = (result["output"] - result["warped"]).abs().amax(1)[0]  # [64, 64]
+    assert changed[far].max() == 0 and changed[inside].max() > 0.01
+
+
 def test_mouth_boxes_surround_the_lips_and_crops_are_differentiable():
     landmarks = face_landmarks(2)
     boxes = mouth_boxes(landmarks)
@@ -127,6 +145,13 @@ def test_checkpoint_round_trip_and_preview(tmp_path):
     batch = next(iter(SyntheticRenderData(batch_size=2).val_dataloader()))
     inputs = batch["reference"], batch["reference_landmarks"], batch["target_landmarks"]
     torch.testing.assert_close(loaded.render(*inputs), model.eval().render(*inputs), rtol=0, atol=0)
+
+    # A checkpoint older than the paint options loads with the behaviour it was trained with.
+    older = torch.load(path, weights_only=True)
+    del older["hyper_parameters"]["paint_margin"], older["hyper_parameters"]["paint_gain"]
+    torch.save(older, tmp_path / "older.ckpt")
+    net = load_face_renderer(tmp_path / "older.ckpt").net
+    assert net.paint_margin is None and net.paint_gain == 1
 
 
 @pytest.fixture(scope="module")

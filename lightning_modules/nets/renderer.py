@@ -24,7 +24,12 @@ class WarpRefineRenderer(nn.Module):
     ``levels`` and ``blocks`` the U-Net; ``flow`` adds a predicted correction of at most ``max_flow``
     (normalised units: 0.05 is 6 px at 256) to the spline's grid. The frame is ``mask * corrected + (1 - mask) *
     painted`` with ``painted = corrected + residual``: the residual and flow heads start at zero, so an untrained
-    net renders exactly its warp; ``mask_bias`` is the mask's starting logit.
+    net renders exactly its warp; ``mask_bias`` is the mask's starting logit. With ``paint_margin`` (crop pixels)
+    the mask is 1 outside the target's inner mouth grown by about that margin (:meth:`paint_region`), so the residual
+    only paints where the warp has nothing to offer and the rest of the face is the photo's own pixels; ``None``
+    lets it paint anywhere (checkpoints older than the option). ``paint_gain`` scales the residual head's
+    logits: its weights start at zero and Adam moves them by about the learning rate a step, so a gain lets a
+    short run reach the dark of an open mouth.
     """
 
     def __init__(
@@ -41,10 +46,12 @@ class WarpRefineRenderer(nn.Module):
         flow: bool = True,
         max_flow: float = 0.05,
         mask_bias: float = 0.0,
+        paint_margin: float | None = None,
+        paint_gain: float = 1.0,
     ):
         super().__init__()
         self.size, self.grid_size, self.anchors, self.regularisation = size, grid_size, anchors, regularisation
-        self.flow, self.max_flow = flow, max_flow
+        self.flow, self.max_flow, self.paint_margin, self.paint_gain = flow, max_flow, paint_margin, paint_gain
         self.sketch = LandmarkSketch(sketch_size, size, sketch_sigma)
         outputs = 6 if flow else 4
         self.refiner = RefinementUNet(6 + self.sketch.out_channels, outputs, width, levels, blocks)
@@ -70,6 +77,13 @@ class WarpRefineRenderer(nn.Module):
         sketch = self.sketch(target_landmarks)
         return nn.functional.interpolate(sketch, size=(self.size, self.size), mode="bilinear", align_corners=False)
 
+    def paint_region(self, sketch: torch.Tensor) -> torch.Tensor:
+        """``[B, 1, S, S]`` in [0, 1] from the target's sketch ``[B, parts + 1, S, S]``: 1 on its inner-mouth polygon,
+        0.5 at ``paint_margin`` crop pixels from it and 0 at twice that (a dilation, then a box blur)."""
+        radius = max(1, round(self.paint_margin))
+        grown = nn.functional.max_pool2d(sketch[:, -1:], 2 * radius + 1, 1, radius)
+        return nn.functional.avg_pool2d(grown, 2 * radius + 1, 1, radius, count_include_pad=False)
+
     def forward(
         self,
         reference: torch.Tensor,
@@ -90,7 +104,9 @@ class WarpRefineRenderer(nn.Module):
         if self.flow:
             correction = self.max_flow * torch.tanh(raw[:, FLOW].float())  # [B, 2, S, S]
             corrected = warp(reference, grid + correction.permute(0, 2, 3, 1))
-        mask = torch.sigmoid(raw[:, MASK])
-        painted = corrected + torch.tanh(raw[:, PAINT])
+        mask = torch.sigmoid(raw[:, MASK])  # [B, 1, S, S]
+        if self.paint_margin is not None:
+            mask = 1 - self.paint_region(sketch) * (1 - mask)
+        painted = corrected + torch.tanh(self.paint_gain * raw[:, PAINT])
         output = (mask * corrected + (1 - mask) * painted).clamp(0, 1)
         return {"output": output, "warped": warped, "mask": mask, "painted": painted}
