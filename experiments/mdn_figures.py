@@ -2,7 +2,8 @@
 
     python -m experiments.mdn_figures full=runs/mdn/full m1=runs/mdn/m1 [--data data/shards/synthetic] [--out FILE.md]
 
-A run folder stands for its best checkpoint; ``label=`` names its rows (default: the folder's name). The
+A run folder stands for its best checkpoint; ``label=`` names its rows (default: the folder's name), and runs
+that share a label (seeds of one configuration) are shown as mean +- std. The
 figures are those of ``LandmarkMDN``'s validation step (max decoding, the static reference, time-shuffled audio,
 best-of-K and diversity) on a window of ``--frames`` frames centred in each clip, for three groups of speakers:
 the held-out speakers (the val split), the held-out person (the test split) and, on the embedded corpus, the
@@ -16,6 +17,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -84,13 +86,20 @@ def figures(
     return {name: float(value) for name, value in result.items()}
 
 
-def table(rows: dict[str, dict[str, dict[str, float]]]) -> str:
-    """Markdown: a line per run and group, a column per ``COLUMNS`` entry."""
+def table(rows: dict[str, list[dict[str, dict[str, float]]]]) -> str:
+    """Markdown: a line per label and group, a column per ``COLUMNS`` entry; a label of several runs shows the
+    mean +- std over them."""
     lines = ["| run | speakers | " + " | ".join(COLUMNS.values()) + " |", "|---" * (len(COLUMNS) + 2) + "|"]
-    for run, groups in rows.items():
-        for group, values in groups.items():
-            cells = [f"{values[name]:.4f}" if name in values else "" for name in COLUMNS]
-            lines.append(f"| {run} | {group} | " + " | ".join(cells) + " |")
+    for label, runs in rows.items():
+        for group in runs[0]:
+            cells = []
+            for name in COLUMNS:
+                values = np.array([run[group][name] for run in runs if name in run[group]])
+                cell = f"{values.mean():.4f}" if len(values) else ""
+                cells.append(cell + (f" ± {values.std(ddof=1):.4f}" if len(values) > 1 else ""))
+            lines.append(
+                f"| {label}{f' ({len(runs)} runs)' if len(runs) > 1 else ''} | {group} | " + " | ".join(cells) + " |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -110,10 +119,12 @@ def main(argv: list[str] | None = None) -> int:
         for run in options.runs:
             label, _, path = run.rpartition("=")
             model = load_landmark_mdn(checkpoint_path(path))
-            rows[label or Path(path).name] = {
-                name: figures(model, options.data, split, speakers, options.frames)
-                for name, (split, speakers) in groups.items()
-            }
+            rows.setdefault(label or Path(path).name, []).append(
+                {
+                    name: figures(model, options.data, split, speakers, options.frames)
+                    for name, (split, speakers) in groups.items()
+                }
+            )
     except (ShardsError, CheckpointError) as error:
         print(error, file=sys.stderr)
         return 2

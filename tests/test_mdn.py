@@ -372,12 +372,15 @@ def test_figures_per_speaker_group_mask_other_speakers_and_find_the_held_out_voi
 
     model = LandmarkMDN(sfe_hparams=TINY_SFE, statistics=data.statistics, **SMALL_HEAD)
     checkpoint = save_checkpoint(model, tmp_path / "tiny.ckpt", "mdn")
-    assert mdn_figures_main([f"tiny={checkpoint}", "--data", str(synthetic_shards), "--frames", "16",
-                             "--out", str(tmp_path / "figures.md")]) == 0  # fmt: skip
-    rows = json.loads((tmp_path / "figures.json").read_text())["tiny"]
+    assert mdn_figures_main([f"tiny={checkpoint}", f"tiny={checkpoint}", "--data", str(synthetic_shards),
+                             "--frames", "16", "--out", str(tmp_path / "figures.md")]) == 0  # fmt: skip
+    first, second = json.loads((tmp_path / "figures.json").read_text())["tiny"]
+    assert first == second, "the same checkpoint twice gives the same figures"
+    rows = first
     assert list(rows) == list(speaker_groups(synthetic_shards)) and len(rows) == 3
     assert rows["held-out person (test)"]["val/static/lmd_mouth"] != rows[next(iter(rows))]["val/static/lmd_mouth"]
-    assert (tmp_path / "figures.md").read_text().count("| tiny |") == 3
+    assert (tmp_path / "figures.md").read_text().count("| tiny (2 runs) |") == 3
+    assert "0.0000" in (tmp_path / "figures.md").read_text(), "std over two equal runs"
     assert mdn_figures_main([str(tmp_path / "absent.ckpt"), "--data", str(synthetic_shards)]) == 2
 
 
