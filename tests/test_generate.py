@@ -334,7 +334,7 @@ def test_bad_input_is_one_sentence_and_leaves_no_file(tmp_path, capsys, good_inp
     soundfile.write(tmp_path / "short.wav", _speech_like(0.3, SAMPLE_RATE), SAMPLE_RATE)
     arguments = {**good_inputs}
     for key, value in change.items():
-        arguments[key] = value if key in ("mode", "samples") or "/" in str(value) else tmp_path / value
+        arguments[key] = value if key in ("mode", "samples") else tmp_path / value  # never the repository's runs/
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     if change.get("mode") == "loud":
