@@ -131,7 +131,7 @@ def test_short_training_learns_sync_and_identity_on_synthetic_clips():
     seed_everything(0)
     steps, batch_size = 8, 8
     model = SFEPretraining(**TINY, lr=5e-3)
-    trainer = quiet_trainer(max_epochs=8)
+    trainer = quiet_trainer(max_epochs=16)  # 8 left sync top-1 at 0.18 with one torch thread (0.46 at 16)
     trainer.fit(model, SyntheticSFEData(steps=steps, batch_size=batch_size, train_clips=128, val_clips=32))
 
     aligned = SyntheticSFEData(steps=steps, batch_size=batch_size, val_clips=32)
