@@ -118,7 +118,7 @@ def evaluate_row(table: dict, row: dict, seed: int, trainer: Trainer, out: Path,
         sfe_path = None if sfe is None else trainer.run("sfe", sfe, seed)
         mdn_overrides = {**row.get("mdn", {}), "model.init_args.sfe_checkpoint": str(sfe_path) if sfe_path else None}
         mdn_path = trainer.run("mdn", mdn_overrides, seed)
-    clips = options.eval_clips or table.get("fast_eval_clips" if trainer.fast else "eval_clips")
+    clips = evaluated_clips(table, options)
     key = json.dumps(
         [row["name"], variant, str(mdn_path), str(renderer_path), str(expert_path), clips, options.syncnet]
     )
@@ -141,6 +141,11 @@ def evaluate_row(table: dict, row: dict, seed: int, trainer: Trainer, out: Path,
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(result, indent=2, default=float) + "\n")
     return result
+
+
+def evaluated_clips(table: dict, options) -> int | None:
+    """Test clips evaluated per row and seed: ``--eval-clips``, else the table's (FAST or full) count."""
+    return options.eval_clips or table.get("fast_eval_clips" if options.fast else "eval_clips")
 
 
 def row_notes(row: dict, syncnet: bool) -> dict[str, str]:
@@ -247,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         print(error, file=sys.stderr)
         return 2
     header = {
-        "data set": f"{options.data} ({len(index['splits'].get('test', []))} test clips of held-out speakers)",
+        "data set": f"{options.data} ({len(index['splits'].get('test', []))} test clips of held-out speakers; "
+        f"evaluated per row and seed: {evaluated_clips(table, options) or 'all'})",
         "commit": commit(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "seeds": options.seeds,
