@@ -39,9 +39,9 @@ def _voice(sidecar: dict) -> str | None:
 def pick_inputs(shards: str | Path) -> tuple[Path, Path, Path]:
     """The corpus root and the clips that give the demo's face and voice: ``(raw, face clip, voice clip)``.
 
-    Both come from the test split (val when there is none). The face prefers a person whose base photograph
-    no training clip uses; the voice prefers another speaker, and an engine and variant that no training
-    clip uses."""
+    Both come from the test split (val when there is none). The voice is chosen first: an engine and variant
+    that no training clip uses when there is one. The face then prefers a person whose base photograph no
+    training clip uses, and another speaker than the voice's."""
     index = json.loads((Path(shards) / "index.json").read_text())
     raw = Path(index["raw"])
     splits = index["splits"]
@@ -51,11 +51,11 @@ def pick_inputs(shards: str | Path) -> tuple[Path, Path, Path]:
     sidecars = {clip: _sidecar(raw, clip) for clip in test}
     trained = [_sidecar(raw, clip) for clip in splits.get("train", [])]
     trained_photos, trained_voices = {s.get("photo") for s in trained}, {_voice(s) for s in trained}
-    face_clip = min(test, key=lambda clip: (sidecars[clip].get("photo") in trained_photos, test.index(clip)))
     speakers = {clip: entry["speaker"] for clip, entry in read_manifest(shards).items()}
-    voice_clip = min(
-        (clip for clip in test if clip != face_clip or len(test) == 1),
-        key=lambda clip: (speakers.get(clip) == speakers.get(face_clip), _voice(sidecars[clip]) in trained_voices,
+    voice_clip = min(test, key=lambda clip: (_voice(sidecars[clip]) in trained_voices, test.index(clip)))
+    face_clip = min(
+        (clip for clip in test if clip != voice_clip or len(test) == 1),
+        key=lambda clip: (sidecars[clip].get("photo") in trained_photos, speakers.get(clip) == speakers.get(voice_clip),
                           test.index(clip)),
     )  # fmt: skip
     return raw, raw / f"{face_clip}.mp4", raw / f"{voice_clip}.mp4"

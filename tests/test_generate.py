@@ -1,6 +1,7 @@
 """Generation: photo loading and face finding, speech in any format, chunked processing, the streaming writer,
 paste-back, bad input (one sentence, exit status 1, no output file), and the whole chain on tiny models."""
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -493,3 +494,22 @@ def test_a_held_out_face_speaks_a_held_out_voice(embedded_shards, tmp_path):
     assert r > 0.3, r
     assert opening[detected].std() > 0.003  # the mouth moves (0.008 inter-ocular units in the demo)
     assert np.abs(np.diff(frames.astype(np.int16), axis=0)).mean() > 0.2  # the video is not static
+
+
+@pytest.mark.parametrize("order", ["as preprocessed", "reversed"])
+def test_the_demo_takes_a_held_out_voice_and_a_held_out_face_of_another_speaker(synthetic_shards, tmp_path, order):
+    from experiments.demo import pick_inputs
+
+    index = json.loads((synthetic_shards / "index.json").read_text())
+    if order == "reversed":  # the choice must not hang on which test speaker comes first
+        index["splits"]["test"] = index["splits"]["test"][::-1]
+    (tmp_path / "index.json").write_text(json.dumps(index))
+    (tmp_path / "manifest.jsonl").write_bytes((synthetic_shards / "manifest.jsonl").read_bytes())
+    raw, face_clip, voice_clip = pick_inputs(tmp_path)
+    trained = [json.loads((raw / f"{clip}.truth.json").read_text()) for clip in index["splits"]["train"]]
+    face_truth, voice_truth = (
+        json.loads(clip.with_suffix(".truth.json").read_text()) for clip in (face_clip, voice_clip)
+    )
+    assert voice_truth["voice"]["variant"] not in {truth["voice"]["variant"] for truth in trained}
+    assert face_truth["photo"] not in {truth["photo"] for truth in trained}
+    assert face_truth["speaker"] != voice_truth["speaker"]
