@@ -27,6 +27,7 @@ from datamodules.media import (
 from datamodules.photo import PhotoError, load_photo, load_reference, reference_from_photo
 from experiments import generate as generation
 from experiments.streaming import Chunk, audio_features, landmark_chunks, whole_audio_features
+from tests.trainer import fast_fit
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 
@@ -447,22 +448,6 @@ def test_a_run_folder_gives_its_best_checkpoint_else_its_last(tmp_path):
 # End to end after FAST=1 training: a face and a voice that no stage trained on
 
 
-def fast_fit(stage: str, shards: Path, root: Path, *extra: str) -> Path:
-    """A ``make <stage> FAST=1`` run into ``root/<stage>/fast``; returns the run folder."""
-    from experiments.cli import main as cli
-
-    configs = [
-        "conf/base.yaml",
-        "conf/trainer/cpu.yaml",
-        f"conf/{stage}.yaml",
-        "conf/fast.yaml",
-        f"conf/fast/{stage}.yaml",
-    ]
-    arguments = ["fit", *(item for config in configs for item in ("--config", config))]
-    cli([*arguments, "--run.name", "fast", "--run.root", str(root), "--data.shards", str(shards), *extra])
-    return root / stage / "fast"
-
-
 def energy_envelope(audio: np.ndarray, frames: int) -> np.ndarray:
     """Log RMS energy ``[frames]`` of 16 kHz audio per 40 ms video frame."""
     padded = np.zeros(frames * 640, np.float32)
@@ -474,10 +459,12 @@ def energy_envelope(audio: np.ndarray, frames: int) -> np.ndarray:
 def test_a_held_out_face_speaks_a_held_out_voice(embedded_shards, tmp_path):
     from experiments.demo import write_inputs
 
-    sfe = fast_fit("sfe", embedded_shards, tmp_path / "runs")
-    mdn = fast_fit("mdn", embedded_shards, tmp_path / "runs", "--model.init_args.sfe_checkpoint",
-                   str(sfe / "checkpoints" / "last.ckpt"))  # fmt: skip
-    renderer = fast_fit("renderer", embedded_shards, tmp_path / "runs")
+    runs, shards = tmp_path / "runs", ["--data.shards", str(embedded_shards)]
+    fast_fit(runs, "sfe", "fast", *shards)
+    sfe_checkpoint = ["--model.init_args.sfe_checkpoint", str(runs / "sfe" / "fast" / "checkpoints" / "last.ckpt")]
+    fast_fit(runs, "mdn", "fast", *shards, *sfe_checkpoint)
+    fast_fit(runs, "renderer", "fast", *shards)
+    mdn, renderer = runs / "mdn" / "fast", runs / "renderer" / "fast"
     photo, voice = write_inputs(embedded_shards, tmp_path / "inputs")
     out = generation.generate(photo, voice, tmp_path / "video.mp4", mdn=mdn, renderer=renderer, progress=False)[0]
 

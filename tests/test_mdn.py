@@ -9,12 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import wandb
 from lightning.pytorch import seed_everything
 from scipy.stats import norm
 
 from datamodules.mdn import LandmarkDataModule
-from experiments.cli import MACLCLI
 from experiments.mdn_figures import figures, held_out_voice_speakers, masked_batches, speaker_groups
 from experiments.mdn_figures import main as mdn_figures_main
 from lightning_modules.checkpoints import CheckpointError, stamp_stage
@@ -27,7 +25,7 @@ from lightning_modules.nets.sfe import SpeechFeatureExtractor
 from lightning_modules.sfe import SFEPretraining
 from tests.mdn_data import TINY_SFE, SyntheticLandmarkClips, SyntheticLandmarkData, clip_statistics
 from tests.sfe_data import TINY
-from tests.trainer import quiet_trainer
+from tests.trainer import fast_fit, quiet_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL_HEAD = dict(hidden_dim=32, reference_dim=8)
@@ -382,18 +380,6 @@ def test_figures_per_speaker_group_mask_other_speakers_and_find_the_held_out_voi
     assert (tmp_path / "figures.md").read_text().count("| tiny (2 runs) |") == 3
     assert "0.0000" in (tmp_path / "figures.md").read_text(), "std over two equal runs"
     assert mdn_figures_main([str(tmp_path / "absent.ckpt"), "--data", str(synthetic_shards)]) == 2
-
-
-def fast_fit(tmp_path: Path, stage: str, name: str, *extra: str):
-    """What `make pretrain-sfe FAST=1` / `make train-mdn FAST=1` run, into ``tmp_path``; the fitted CLI."""
-    args = ["fit"]
-    for config in ("base.yaml", "trainer/cpu.yaml", f"{stage}.yaml", "fast.yaml", f"fast/{stage}.yaml"):
-        args += ["--config", str(ROOT / "conf" / config)]
-    try:
-        return MACLCLI(args=[*args, "--run.root", str(tmp_path), "--run.name", name, *extra])
-    finally:
-        if wandb.run is not None:
-            wandb.finish()
 
 
 @pytest.mark.slow

@@ -6,11 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-import wandb
 from lightning.pytorch import Trainer, seed_everything
 
 from datamodules.renderer import RenderDataModule
-from experiments.cli import MACLCLI
 from lightning_modules.checkpoints import STAGE_KEY, CheckpointError
 from lightning_modules.image_losses import PerceptualLoss, PerceptualWeightsError
 from lightning_modules.image_metrics import crop_boxes, mouth_boxes
@@ -20,10 +18,8 @@ from lightning_modules.nets.warp import tps_sampling_grid, warp
 from lightning_modules.renderer import FaceRenderer, load_face_renderer
 from tests.render_data import SyntheticRenderData, SyntheticRenderPairs
 from tests.toy import ToyData, ToyRegression
-from tests.trainer import quiet_trainer
+from tests.trainer import fast_fit, quiet_trainer
 
-ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
 # A tiny renderer for 64 px crops: fast enough for many steps in a test.
 TINY = dict(size=64, grid_size=32, sketch_size=64, sketch_sigma=1.0, width=8, levels=3)
 
@@ -240,25 +236,13 @@ def test_short_training_paints_the_mouth_that_the_warp_cannot(tmp_path):
     assert scores["renderer"] > scores["warp"] + 1, scores
 
 
-def fast_fit(tmp_path: Path, name: str, *extra: str) -> MACLCLI:
-    """What `make train-renderer FAST=1` runs (base, CPU trainer, stage config, FAST profiles), into ``tmp_path``."""
-    args = ["fit"]
-    for config in ("base.yaml", "trainer/cpu.yaml", "renderer.yaml", "fast.yaml", "fast/renderer.yaml"):
-        args += ["--config", str(CONF / config)]
-    try:
-        return MACLCLI(args=[*args, "--run.root", str(tmp_path), "--run.name", name, *extra])
-    finally:
-        if wandb.run is not None:
-            wandb.finish()
-
-
 @pytest.mark.slow
 def test_fast_training_on_the_embedded_corpus_beats_copy_and_warp_on_unseen_people(embedded_shards, tmp_path):
     """`make train-renderer FAST=1` on the embedded corpus, judged on its test split: the held-out person (Grace
     Hopper's photo; the training and validation speakers are the astronaut and the cameraman), whom the renderer
     never saw. Over the mouth box, the renderer beats copying the reference and its own warp without the
     refinement, in PSNR."""
-    model = fast_fit(tmp_path, "fast", "--data.shards", str(embedded_shards)).model
+    model = fast_fit(tmp_path, "renderer", "fast", "--data.shards", str(embedded_shards)).model
     data = RenderDataModule(str(embedded_shards), batch_size=4, num_workers=0)
     data.setup("test")
     scores = mouth_psnr(model, data.loader("test", train=False), lambda batch: data.on_after_batch_transfer(batch, 0))

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import wandb
 from lightning.pytorch import seed_everything
 
 from datamodules.sfe import SFEDataModule
@@ -18,26 +17,9 @@ from lightning_modules.nets.sfe import SpeechFeatureExtractor
 from lightning_modules.sfe import SFEPretraining, load_speech_feature_extractor
 from tests.sfe_data import TINY, SyntheticClips, SyntheticSFEData
 from tests.toy import ToyData, ToyRegression
-from tests.trainer import quiet_trainer
+from tests.trainer import fast_configs, fast_fit, quiet_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
-
-
-def fast_configs(*trainer: str) -> list[str]:
-    """The config flags of `make pretrain-sfe FAST=1` (base, trainer preset, stage config, FAST profiles)."""
-    configs = ("base.yaml", *(trainer or ("trainer/cpu.yaml",)), "sfe.yaml", "fast.yaml", "fast/sfe.yaml")
-    return [flag for config in configs for flag in ("--config", str(CONF / config))]
-
-
-def fast_fit(tmp_path: Path, name: str, *extra: str, trainer: str = "trainer/cpu.yaml") -> MACLCLI:
-    """What `make pretrain-sfe FAST=1` runs, into ``tmp_path``."""
-    try:
-        args = ["fit", *fast_configs(trainer), "--run.root", str(tmp_path), "--run.name", name, *extra]
-        return MACLCLI(args=args)
-    finally:
-        if wandb.run is not None:
-            wandb.finish()
 
 
 SYNTHETIC = ["--data", "tests.sfe_data.SyntheticSFEData", "--data.steps", "4", "--data.image_size", "32",
@@ -48,7 +30,7 @@ SYNTHETIC = ["--data", "tests.sfe_data.SyntheticSFEData", "--data.steps", "4", "
 def cli_fit(tmp_path: Path, name: str, *extra: str, trainer: str = "trainer/cpu.yaml") -> MACLCLI:
     """The FAST fit on synthetic tensors, cut to 2 epochs of 2 batches, validating each."""
     epochs = ["--trainer.max_epochs", "2", "--trainer.check_val_every_n_epoch", "1"]
-    return fast_fit(tmp_path, name, *SYNTHETIC, "--data.train_clips", "16", *epochs, *extra, trainer=trainer)
+    return fast_fit(tmp_path, "sfe", name, *SYNTHETIC, "--data.train_clips", "16", *epochs, *extra, trainer=trainer)
 
 
 def fixed_batch(steps: int = 4, clips: int = 3, image_size: int = 32) -> dict:
@@ -98,7 +80,7 @@ def test_a_model_that_does_not_fit_the_shards_is_refused_before_training(tmp_pat
     shards = tmp_path / "shards"
     shards.mkdir()
     (shards / "index.json").write_text(json.dumps({"mel_bins": 80, "mels_per_frame": 4, "speakers": [], "splits": {}}))
-    args = [*fast_configs(), "--run.root", str(tmp_path), "--data.shards", str(shards)]
+    args = [*fast_configs("sfe"), "--run.root", str(tmp_path), "--data.shards", str(shards)]
 
     fitting = MACLCLI(args=args, run=False)
     assert (fitting.model.hparams.mel_bins, fitting.model.hparams.window_frames) == (80, 20)
@@ -294,7 +276,7 @@ def test_fast_pretraining_on_the_embedded_corpus_learns_sync_and_identity(embedd
     top-1 reaches 3x chance and beats the same model given time-shuffled audio. Identity top-1 beats chance
     on the training speakers' clips (fixed windows, no augmentation): the embedded corpus pairs each
     speaker's voice with a face at random, so cross-modal identity cannot carry over to unseen speakers."""
-    model = fast_fit(tmp_path, "fast", "--data.shards", str(embedded_shards)).model.eval()
+    model = fast_fit(tmp_path, "sfe", "fast", "--data.shards", str(embedded_shards)).model.eval()
 
     steps, batch_size = 8, 8
     data = SFEDataModule(str(embedded_shards), steps=steps, batch_size=batch_size, num_workers=0, augment=False)
@@ -338,7 +320,7 @@ def test_fast_fit_with_ddp_on_every_gpu(tmp_path):
     as `make pretrain-sfe TRAINER=ddp` runs it (Lightning's launcher re-executes the command for each rank)."""
     devices = torch.cuda.device_count()
     clips = ["--data.train_clips", str(16 * devices), "--data.val_clips", str(8 * devices)]  # 2 + 1 batches a rank
-    args = [*fast_configs("trainer/ddp.yaml"), *SYNTHETIC, *clips]
+    args = [*fast_configs("sfe", "trainer/ddp.yaml"), *SYNTHETIC, *clips]
     epochs = ["--trainer.max_epochs", "2", "--trainer.check_val_every_n_epoch", "1"]
     run = subprocess.run(
         [sys.executable, "-m", "experiments.cli", "fit", *args, *epochs, "--run.root", str(tmp_path)],
