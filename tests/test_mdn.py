@@ -293,13 +293,14 @@ def test_a_randomly_initialised_sfe_trains_and_logs_metrics_with_their_baselines
     trainer.fit(model, SyntheticLandmarkData(frames=8, batch_size=4, train_clips=12, val_clips=4))
     logged = trainer.callback_metrics
     names = ["loss", "nll", "dirichlet", "lmd_mouth", "lmd_face", "lvd", "mouth_corr", "best_of_k_lmd_mouth",
-             "diversity", "weight_0", "weight_1", "weight_2", "static/lmd_mouth", "static/lvd",
+             "diversity", "weight_0", "weight_1", "weight_2", "weight_entropy", "static/lmd_mouth", "static/lvd",
              "shuffled/lmd_mouth", "shuffled/mouth_corr"]  # fmt: skip
     for name in names:
         assert math.isfinite(logged[f"val/{name}"]), name
     assert logged["val/static/mouth_corr"] == 0 and logged["val/diversity"] > 0
     total = sum(logged[f"val/weight_{component}"] for component in range(3))
     assert total.item() == pytest.approx(1.0, abs=1e-4)
+    assert 0 <= logged["val/weight_entropy"] <= math.log(3) + 1e-6
 
 
 def test_bf16_mixed_loss_is_close_to_fp32_on_the_same_batch():
