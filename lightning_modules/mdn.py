@@ -201,7 +201,7 @@ class LandmarkMDN(LightningModule):
         logged = {"loss": loss.loss, "nll": loss.nll, "dirichlet": loss.prior}
         for component in range(self.hparams.components):
             logged[f"weight_{component}"] = (mixture_weights[..., component, None] * valid).sum() / valid.sum()
-        entropy = -(mixture_weights * mixture_weights.clamp_min(1e-12).log()).sum(-1, keepdim=True)  # [B, T, 1]
+        entropy = torch.special.entr(mixture_weights).sum(-1, keepdim=True)  # [B, T, 1]
         logged["weight_entropy"] = (entropy * valid).sum() / valid.sum()  # ln M: the weights tell nothing
         self.log_dict({f"{stage}/{name}": value.detach() for name, value in logged.items()},
                       batch_size=batch_size, sync_dist=stage != "train", prog_bar=False)  # fmt: skip
