@@ -78,12 +78,10 @@ def test_sfe_sync_expert_prefers_aligned_audio_on_held_out_speakers(embedded_sha
 
     from datamodules.audio import audio_windows
     from datamodules.shards import decode_frames
-    from experiments.cli import main as cli_main
     from lightning_modules.sync_scoring import SFESyncExpert
+    from tests.trainer import fast_fit
 
-    configs = ["conf/base.yaml", "conf/trainer/cpu.yaml", "conf/sfe.yaml", "conf/fast.yaml", "conf/fast/sfe.yaml"]
-    arguments = ["fit", *[flag for config in configs for flag in ("--config", config)], "--seed_everything", "7"]
-    cli_main([*arguments, "--run.root", str(tmp_path), "--run.name", "expert", "--data.shards", str(embedded_shards)])
+    fast_fit(tmp_path, "sfe", "expert", "--seed_everything", "7", "--data.shards", str(embedded_shards))
     expert = SFESyncExpert(tmp_path / "sfe" / "expert" / "checkpoints" / "last.ckpt")
     better, found = [], []
     dataset = StreamingDataset(str(embedded_shards / "test"), shuffle=False)
