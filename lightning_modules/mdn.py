@@ -16,7 +16,7 @@ from lightning.pytorch import LightningModule
 from torchmetrics import MetricCollection
 
 from lightning_modules.checkpoints import read_stage_checkpoint, stamp_stage
-from lightning_modules.mdn_decoding import crossfaded, decode, gaussian_smooth
+from lightning_modules.mdn_decoding import clip_logits, crossfaded, decode, gaussian_smooth
 from lightning_modules.mdn_inputs import POSE_DIM, build_sfe, statistics_tensors
 from lightning_modules.mdn_loss import MixtureNLL, landmark_weights
 from lightning_modules.metrics import (
@@ -52,6 +52,9 @@ class LandmarkMDN(LightningModule):
     at lr / 10, ``all`` trains everything at lr. ``sfe_checkpoint: null`` initialises the SFE at random (the
     no-pretraining ablation) from ``sfe_hparams``; the SFE settings are saved in this model's hyperparameters,
     so an MDN checkpoint reloads without the SFE file. ``components`` M (1 is plain regression).
+    ``mixture_scope``: ``frame`` (published) makes every frame its own mixture; ``clip`` makes the weights the
+    clip's (the mean of its frames' logits) and scores each component on the whole track (``MixtureNLL``), so
+    that the M components are M alternative tracks and a sample keeps one of them.
     ``reference_noise``: in training, Gaussian noise of this std is added to the normalised reference that the
     reference encoder sees (not to the offset the means start from), so that a corpus of few people does not
     teach it a lookup of their faces that fails on a new one. The BiGRU runs
@@ -67,6 +70,7 @@ class LandmarkMDN(LightningModule):
         sfe_hparams: dict | None = None,
         mode: Literal["last", "ft", "all"] = "ft",
         components: int = 3,
+        mixture_scope: Literal["frame", "clip"] = "frame",
         reference_dim: int = 64,
         hidden_dim: int = 320,
         dropout: float = 0.2,
@@ -104,7 +108,7 @@ class LandmarkMDN(LightningModule):
             sigma_min=sigma_min,
             sigma_max=sigma_max,
         )
-        self.mixture_nll = MixtureNLL(dirichlet_alpha, dirichlet_weight)
+        self.mixture_nll = MixtureNLL(dirichlet_alpha, dirichlet_weight, mixture_scope)
         for name, value in statistics_tensors(statistics).items():
             self.register_buffer(name, value, persistent=False)
         self.metrics = motion_metrics()
@@ -134,15 +138,21 @@ class LandmarkMDN(LightningModule):
         pose = vectors[..., 136:] * self.pose_std + self.pose_mean
         return torch.cat([points, depth], dim=-1), pose
 
-    def forward(self, audio: torch.Tensor, reference: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self, audio: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """``audio [B, T, 20, 80]``, ``reference [B, 68, 3]`` -> mixture ``means [B, T, M, 142]``, ``sigmas``,
-        ``logits [B, T, M]`` in normalised units."""
+        ``logits [B, T, M]`` in normalised units; with the ``clip`` scope the logits are pooled over the frames
+        with ``mask [B, T]`` 1 (all when None)."""
         features = phase_features(self.sfe, audio, self.hparams.sfe_hparams["step_stride"])
         reference = self.normalise(reference)  # [B, 136]
         encoder_reference = reference
         if self.training and self.hparams.reference_noise > 0:
             encoder_reference = reference + self.hparams.reference_noise * torch.randn_like(reference)
-        return self.head(features["content"], features["speaker"], reference, encoder_reference)
+        mixture = self.head(features["content"], features["speaker"], reference, encoder_reference)
+        if self.hparams.mixture_scope == "clip":
+            mixture["logits"] = clip_logits(mixture["logits"], mask)
+        return mixture
 
     def tracks(
         self,
@@ -183,13 +193,15 @@ class LandmarkMDN(LightningModule):
         self.eval()
         audio, reference = audio.to(self.device, torch.float32), reference.to(self.device, torch.float32)
         mixture = crossfaded(lambda part: self(part, reference[None]), audio, self.hparams.chunk_frames)
+        if self.hparams.mixture_scope == "clip":  # one component for the whole track, not one per chunk
+            mixture["logits"] = clip_logits(mixture["logits"])
         registered, pose = self.tracks(mixture, reference[None], mode, samples if mode == "sample" else 1, seed,
                                        smoothing, temperature)  # fmt: skip
         self.train(was_training)
         return {"registered": registered[:, 0], "pose": pose[:, 0]}
 
     def _shared_step(self, batch: dict, stage: str) -> torch.Tensor:
-        mixture = self(batch["audio"], batch["reference"])
+        mixture = self(batch["audio"], batch["reference"], batch["mask"])
         target = self.normalise(batch["registered"], batch["pose"])
         opening = mouth_opening(batch["registered"])
         weights = landmark_weights(opening, POSE_DIM, self.hparams.lip_weight, self.hparams.closed_weight,
@@ -217,7 +229,7 @@ class LandmarkMDN(LightningModule):
         self.static_metrics.update(reference[:, None].expand_as(true), true, mask)
         frames = batch["audio"].shape[1]
         order = torch.randperm(frames, generator=torch.Generator().manual_seed(self.global_step)).to(self.device)
-        shuffled = self.tracks(self(batch["audio"][:, order], reference), reference, "max")[0][0]
+        shuffled = self.tracks(self(batch["audio"][:, order], reference, mask), reference, "max")[0][0]
         self.shuffled_metrics.update(shuffled, true, mask)
         samples = self.tracks(mixture, reference, "sample", self.hparams.eval_samples)[0]
         self.best_of_k.update(samples, true, mask)

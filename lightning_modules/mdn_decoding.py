@@ -41,6 +41,14 @@ def correlated_noise(shape: tuple[int, ...], correlation_frames: float, generato
     return filtered.reshape(*shape[:-2], shape[-1], frames).movedim(-1, -2)
 
 
+def clip_logits(logits: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-frame mixture logits ``[B, T, M]`` -> the clip's logits, their mean over the frames with ``mask`` 1,
+    repeated on every frame, so that decoding keeps one component for the whole track."""
+    valid = torch.ones(logits.shape[:2], device=logits.device) if mask is None else mask.to(logits.dtype)
+    pooled = (logits * valid[..., None]).sum(1, keepdim=True) / valid.sum(1, keepdim=True)[..., None].clamp_min(1)
+    return pooled.expand_as(logits)
+
+
 def decode(
     means: torch.Tensor,
     sigmas: torch.Tensor,

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 LIPS = slice(48, 68)
+SCOPES = ("frame", "clip")
 
 
 @dataclass
@@ -33,16 +34,24 @@ def landmark_weights(
 
 
 class MixtureNLL(nn.Module):
-    """Gaussian mixture NLL of per-frame target vectors, isotropic within each component.
+    """Gaussian mixture NLL of target tracks, isotropic within each component.
 
-    ``log p(x) = logsumexp_m [log pi_m + sum_d w_d log N(x_d; mu_md, sigma_m)]``, divided by ``sum_d w_d`` so
-    that it is a per-dimension figure, averaged over frames with ``mask`` 1; plus ``dirichlet_weight`` times
-    ``-(alpha - 1) sum_m log pi_m``, the Dirichlet prior that keeps every component alive. Computed in float32.
+    ``scope="frame"`` (the published MDN): every frame is its own mixture, ``log p(x_t) = logsumexp_m [log
+    pi_tm + sum_d w_d log N(x_td; mu_tmd, sigma_tm)]``. ``scope="clip"``: one component explains a clip's
+    whole track, ``log p(x) = logsumexp_m [log pi_m + sum_t sum_d w_d log N(...)]`` with the clip's weights
+    ``pi_m`` (the logits of frame 0; ``LandmarkMDN`` makes them equal over time), so that the components are
+    alternative tracks, not a per-frame choice. Either is divided by the summed weights of the valid frames so
+    that it is a per-dimension figure; plus ``dirichlet_weight`` times ``-(alpha - 1) sum_m log pi_m``, the Dirichlet
+    prior that keeps every component alive: per frame, averaged over frames; per clip, in the units of the clip's
+    log-likelihood (divided by the same sum), so that the weights settle at (wins + dirichlet_weight) / (1 + M
+    dirichlet_weight) of the clips, not at uniform. Computed in float32.
     """
 
-    def __init__(self, dirichlet_alpha: float = 2.0, dirichlet_weight: float = 0.005):
+    def __init__(self, dirichlet_alpha: float = 2.0, dirichlet_weight: float = 0.005, scope: str = "frame"):
         super().__init__()
-        self.dirichlet_alpha, self.dirichlet_weight = dirichlet_alpha, dirichlet_weight
+        if scope not in SCOPES:
+            raise ValueError(f"the mixture scope must be one of {', '.join(SCOPES)}, not {scope!r}.")
+        self.dirichlet_alpha, self.dirichlet_weight, self.scope = dirichlet_alpha, dirichlet_weight, scope
 
     def forward(
         self,
@@ -59,9 +68,16 @@ class MixtureNLL(nn.Module):
         squared = ((target[..., None, :] - means) / sigmas[..., None]) ** 2  # [B, T, M, D]
         log_density = -0.5 * squared - torch.log(sigmas)[..., None] - 0.5 * math.log(2 * math.pi)
         weighted = (log_density * weights[..., None, :]).sum(-1)  # [B, T, M]
+        valid = mask.float()
+        if self.scope == "clip":
+            track = (weighted * valid[..., None]).sum(1)  # [B, M]
+            dimensions = (weights.sum(-1) * valid).sum().clamp_min(1)
+            nll = -torch.logsumexp(log_weights[:, 0] + track, dim=-1).sum() / dimensions
+            clips = (valid.sum(1) > 0).float()  # [B]
+            prior = -(self.dirichlet_alpha - 1) * (log_weights[:, 0].sum(-1) * clips).sum() / dimensions
+            return MixtureLossOutput(nll + self.dirichlet_weight * prior, nll, prior)
         nll = -torch.logsumexp(log_weights + weighted, dim=-1) / weights.sum(-1)  # [B, T]
         prior = -(self.dirichlet_alpha - 1) * log_weights.sum(-1)  # [B, T]
-        valid = mask.float()
         count = valid.sum().clamp_min(1)
         nll, prior = (nll * valid).sum() / count, (prior * valid).sum() / count
         return MixtureLossOutput(nll + self.dirichlet_weight * prior, nll, prior)

@@ -77,6 +77,37 @@ def test_mixture_nll_matches_a_direct_computation_of_a_known_mixture():
     assert loss.loss.item() == pytest.approx(np.mean(expected_nll) + 0.1 * np.mean(expected_prior), rel=1e-5)
 
 
+def test_clip_scope_scores_each_component_on_the_whole_track():
+    """One component explains a clip's every valid frame: logsumexp over components of the summed log densities,
+    with the weights of the clip; the prior is counted once per clip, in the same per-dimension units."""
+    generator = torch.Generator().manual_seed(1)
+    means = torch.randn(2, 3, 2, 5, generator=generator)  # B=2, T=3, M=2, D=5
+    sigmas = torch.rand(2, 3, 2, generator=generator) + 0.5
+    logits = torch.randn(2, 1, 2, generator=generator).expand(2, 3, 2)
+    target = torch.randn(2, 3, 5, generator=generator)
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 1.0]])
+    loss = MixtureNLL(dirichlet_alpha=2.0, dirichlet_weight=0.1, scope="clip")(
+        means, sigmas, logits, target, torch.ones(2, 3, 5), mask
+    )
+
+    weights = logits[:, 0].softmax(-1).numpy()
+    log_likelihoods, log_priors = [], []
+    for b in range(2):
+        frames = np.nonzero(mask[b].numpy())[0]
+        density = sum(
+            weights[b, m]
+            * np.prod([norm.pdf(target[b, t].numpy(), means[b, t, m].numpy(), sigmas[b, t, m].item()) for t in frames])
+            for m in range(2)
+        )
+        log_likelihoods.append(np.log(density))
+        log_priors.append(np.log(weights[b]).sum())
+    dimensions = mask.sum().item() * 5
+    assert loss.nll.item() == pytest.approx(-np.sum(log_likelihoods) / dimensions, rel=1e-5)
+    assert loss.prior.item() == pytest.approx(-np.sum(log_priors) / dimensions, rel=1e-5)
+    with pytest.raises(ValueError, match="scope must be one of frame, clip"):
+        MixtureNLL(scope="window")
+
+
 def test_lips_weigh_more_and_most_when_the_mouth_is_closed():
     weights = landmark_weights(torch.tensor([[0.0, 0.025, 0.2]]), 6, lip_weight=3.0, closed_weight=1.0,
                                closed_opening=0.05)  # fmt: skip
@@ -191,6 +222,43 @@ def test_generate_returns_denormalised_tracks_of_any_length(mode, samples, expec
     again = model.generate(torch.ones(1, 9, 20, 80), reference, mode=mode, samples=samples, seed=3)
     torch.testing.assert_close(again, model.generate(torch.ones(1, 9, 20, 80), reference, mode=mode,
                                                      samples=samples, seed=3))  # fmt: skip
+
+
+class SpeechDrivenLogits(torch.nn.Module):
+    """A mixture head whose logits follow the speech features strongly: component 0 for one sound, 2 for another."""
+
+    def __init__(self, head: torch.nn.Module, loud: torch.Tensor, quiet: torch.Tensor):
+        super().__init__()
+        self.head, self.direction, self.midpoint = head, loud - quiet, (loud + quiet) / 2
+
+    def forward(self, content: torch.Tensor, *args, **kwargs) -> dict[str, torch.Tensor]:
+        mixture = self.head(content, *args, **kwargs)
+        score = (content - self.midpoint) @ self.direction / self.direction.square().sum()  # [B, T], +-0.5
+        drive = 20 * score[..., None] * torch.tensor([1.0, 0.0, -1.0])
+        return {**mixture, "logits": mixture["logits"] + drive}
+
+
+WINDOWS = (slice(0, 16), slice(24, 40))  # the first and last of the 16-frame windows that cover 40 frames
+
+
+def test_clip_scope_keeps_one_component_for_a_whole_generated_track():
+    """With ``mixture_scope: clip`` the weights are the clip's, equal on every frame and, in ``generate``, over
+    the cross-faded windows of a long track too, so ``max`` follows one component from the first frame to the last."""
+    torch.manual_seed(0)
+    model = small_model(mixture_scope="clip", chunk_frames=16, smoothing=0.0).eval()
+    reference, audio = fixed_batch()["reference"][0], torch.rand(1, 40, 20, 80)
+    audio[:, 24:] = 0  # speech, then silence
+    with torch.no_grad():
+        first, last = (phase_features(model.sfe, audio[:, part], 3)["content"][0].mean(0) for part in WINDOWS)
+        model.head = SpeechDrivenLogits(model.head, first, last)
+        pooled = model(audio[:, :16], reference[None], mask=torch.ones(1, 16))["logits"]
+        per_window = crossfaded(lambda part: model(part, reference[None]), audio, 16)
+    torch.testing.assert_close(pooled, pooled[:, :1].expand_as(pooled))
+    assert per_window["logits"][0, 0].argmax() == 0 and per_window["logits"][0, -1].argmax() == 2
+    chosen = per_window["logits"].mean(1).argmax(-1).item()
+    track = model.generate(audio, reference, mode="max")["registered"][0]  # [T, 68, 3]
+    component = model.denormalise(per_window["means"][:, :, chosen], reference[None])[0][0]
+    torch.testing.assert_close(track, component, atol=1e-5, rtol=1e-5)
 
 
 def test_reference_noise_reaches_the_reference_encoder_in_training_only():
