@@ -45,7 +45,8 @@ print(json.load(open(sys.argv[1] + "/metrics.json")).get("best_checkpoint") or s
 "$(SFE_CKPT)" 2>/dev/null || true; else echo "$(SFE_CKPT)"; fi
 endef
 # `make generate`: IMAGE=<photo> AUDIO=<speech> OUT=<video.mp4> [MODE=max|mean|sample SAMPLES=<K> SEED=<s>
-# MDN=<checkpoint or run folder> RENDERER=<...>]. OUT is shared with `make corpus`, so its default there is not used.
+# LIP_GAIN=<lip motion x this; 1 as predicted, default experiments.generate's> MDN=<checkpoint or run folder>
+# RENDERER=<...>]. OUT is shared with `make corpus`, so its default there is not used.
 IMAGE ?=
 AUDIO ?=
 MODE ?= max
@@ -133,10 +134,10 @@ train-mdn: setup $(STAGE_DATA) ## Stage 2: MDN landmarks + head pose on the SFE 
 train-renderer: setup $(STAGE_DATA) ## Stage 3: the face renderer, spline warp + refinement (DATA, NAME, FAST=1, ARGS)
 	$(call fit,renderer,--data.shards $(DATA))
 
-generate: setup ## A talking-head video: IMAGE=<photo> AUDIO=<speech> OUT=<video.mp4> [MODE SAMPLES SEED MDN RENDERER]
+generate: setup ## A talking-head video: IMAGE=<photo> AUDIO=<speech> OUT=<video.mp4> [MODE SAMPLES SEED LIP_GAIN MDN RENDERER]
 	@test -n "$(IMAGE)" -a -n "$(AUDIO)" || { echo "error: make generate needs IMAGE=<photo> and AUDIO=<speech>." >&2; exit 2; }
 	$(PY) -m experiments.generate --image "$(IMAGE)" --audio "$(AUDIO)" --out "$(GENERATE_OUT)" --mode $(MODE) \
-		--samples $(SAMPLES) --seed $(SEED) --mdn "$(MDN)" --renderer "$(RENDERER)"
+		--samples $(SAMPLES) --seed $(SEED) --mdn "$(MDN)" --renderer "$(RENDERER)" $(if $(LIP_GAIN),--lip-gain $(LIP_GAIN))
 
 # The demo's FAST=1 runs: a finished run (its metrics.json) is reused; an interrupted one resumes.
 runs/sfe/$(DEMO_RUN)/metrics.json: | $(STAMP) $(DEFAULT_DATA)/index.json

@@ -285,6 +285,26 @@ def test_streaming_writer_muxes_audio_and_leaves_nothing_on_failure(speech_wav, 
     assert sorted(path.name for path in out.parent.iterdir()) == ["out.mp4"]
 
 
+def test_lip_gain_moves_the_lips_only_and_never_through_each_other():
+    reference = face.CANONICAL_FACE.astype(np.float32)
+    predicted = np.repeat(reference[None], 3, axis=0)
+    predicted[0, 48:68, 1] += np.where(np.isin(np.arange(48, 68), [65, 66, 67]), 0.05, 0.0)  # the lower lip drops
+    predicted[1, 48:68, 0] += 0.02  # the lips shift sideways
+    predicted[2, [65, 66, 67], 1] = reference[[61, 62, 63], 1] + 0.01  # nearly closed: 0.01 below the upper lip
+    predicted[2, 48:68, 2] += 0.3
+    amplified = generation.amplify_lips(predicted, reference, gain=2.0)
+    np.testing.assert_allclose(amplified[:, :48], predicted[:, :48])  # everything but the lips as predicted
+    np.testing.assert_allclose(amplified[:, 48:68, 2], predicted[:, 48:68, 2])  # depth too
+    np.testing.assert_allclose(amplified[0, 48:68, :2] - reference[48:68, :2],
+                               2 * (predicted[0, 48:68, :2] - reference[48:68, :2]), atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(amplified[1, 48:68, 0] - reference[48:68, 0], 0.04, atol=1e-6)
+    gap = amplified[..., [67, 66, 65], 1] - amplified[..., [61, 62, 63], 1]
+    assert (gap >= 0).all() and np.allclose(gap[2], 0)  # x2 would have put the lower lip 0.04 above the upper
+    closed = generation.amplify_lips(predicted, reference, gain=0.0)
+    np.testing.assert_allclose(closed[:, 48:68, :2], np.broadcast_to(reference[48:68, :2], (3, 20, 2)))
+    np.testing.assert_allclose(generation.amplify_lips(predicted, reference, gain=1.0), predicted)
+
+
 def test_paste_region_equals_pasting_into_the_whole_photo(astronaut):
     reference = reference_from_photo(astronaut)
     crop = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
@@ -326,6 +346,7 @@ def good_inputs(tmp_path, astronaut, speech_wav) -> dict:
         ({"renderer": "nowhere"}, r"^error: No face renderer checkpoint at .*nowhere; train one with `make train-rend"),
         ({"mode": "loud"}, r"invalid choice"),
         ({"mode": "max", "samples": 3}, r"^error: --samples 3 needs --mode sample"),
+        ({"lip-gain": -1}, r"^error: The lip gain must be between 0 \(lips held still\) and 5, got -1\.0\."),
     ],
 )
 def test_bad_input_is_one_sentence_and_leaves_no_file(tmp_path, capsys, good_inputs, change, message):
@@ -336,7 +357,7 @@ def test_bad_input_is_one_sentence_and_leaves_no_file(tmp_path, capsys, good_inp
     soundfile.write(tmp_path / "short.wav", _speech_like(0.3, SAMPLE_RATE), SAMPLE_RATE)
     arguments = {**good_inputs}
     for key, value in change.items():
-        arguments[key] = value if key in ("mode", "samples") else tmp_path / value  # never the repository's runs/
+        arguments[key] = value if key in ("mode", "samples", "lip-gain") else tmp_path / value  # never our runs/
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     if change.get("mode") == "loud":
