@@ -1,8 +1,9 @@
-"""Face Mesh -> iBUG-68 mapping, registration and crops (datamodules/face.py) on a real photo."""
+"""Face Mesh -> iBUG-68 mapping, registration and crops (the datamodules/face package) on a real photo."""
 
 import numpy as np
 import pytest
 import skimage.data
+from scipy.spatial.transform import Rotation
 
 from datamodules import face
 
@@ -45,7 +46,7 @@ def test_image_without_a_face_is_a_clear_error():
 
 def test_umeyama_recovers_a_known_similarity():
     rng = np.random.default_rng(0)
-    rotation = face.Rotation.from_rotvec([0.1, -0.3, 0.2]).as_matrix()
+    rotation = Rotation.from_rotvec([0.1, -0.3, 0.2]).as_matrix()
     target = 2.5 * face.CANONICAL_FACE @ rotation.T + np.array([10.0, -4.0, 3.0])
     target = target + rng.normal(0, 1e-3, target.shape)
     scale, found_rotation, translation = face.umeyama(face.CANONICAL_FACE, target[None])
@@ -57,7 +58,7 @@ def test_umeyama_recovers_a_known_similarity():
 def test_registration_separates_expression_from_head_motion(astronaut):
     _, points = astronaut
     moved = face.unregister(*face.register(points[None]))[0] * 1.0
-    rotation = face.Rotation.from_rotvec([0.0, 0.0, 0.2]).as_matrix()
+    rotation = Rotation.from_rotvec([0.0, 0.0, 0.2]).as_matrix()
     rotated = (points - points.mean(0)) @ rotation.T * 1.3 + points.mean(0) + [7.0, -3.0, 0.0]
     registered, pose = face.register(np.stack([points, rotated]))
     assert np.allclose(registered[0], registered[1], atol=1e-3), "the same expression registers the same"
@@ -140,7 +141,7 @@ def test_relative_pose_is_in_units_of_the_reference_face():
 def test_relative_pose_composes_with_unregister(astronaut):
     """Landmarks rebuilt from registered points and absolute_pose(relative_pose(...)) are the original ones."""
     _, points = astronaut
-    rotation = face.Rotation.from_rotvec([0.05, 0.1, -0.15]).as_matrix()
+    rotation = Rotation.from_rotvec([0.05, 0.1, -0.15]).as_matrix()
     turned = (points - points.mean(0)) @ rotation.T * 0.8 + points.mean(0) + [12.0, 5.0, 0.0]
     registered, pose = face.register(np.stack([points, turned]).astype(np.float32))
     relative = face.relative_pose(pose, pose[0])
