@@ -1,4 +1,4 @@
-"""Decoding and encoding through imageio-ffmpeg's ffmpeg (datamodules/media.py), and its errors."""
+"""Decoding and encoding through imageio-ffmpeg's ffmpeg (the datamodules/media package), and its errors."""
 
 import numpy as np
 import pytest
