@@ -1,4 +1,4 @@
-"""Preprocessing into shards (datamodules/preprocess.py): fidelity to the generator, bad clips, resuming."""
+"""Preprocessing into shards (the datamodules/preprocess package): fidelity to the generator, bad clips, resuming."""
 
 import dataclasses
 import itertools
@@ -17,8 +17,10 @@ import pytest
 from litdata import StreamingDataset
 
 from datamodules import preprocess as preprocessing
+from datamodules.corpus import discover
 from datamodules.face import mouth_opening
 from datamodules.media import open_clip, read_audio, read_video, write_video
+from datamodules.preprocess import packaging
 
 
 def records(shards: Path) -> dict[str, dict]:
@@ -112,11 +114,11 @@ def test_bad_clips_are_skipped_with_reasons_and_reruns_resume(corpus_with_bad_cl
             raise KeyboardInterrupt
         return real_process_clip(clip)
 
-    monkeypatch.setattr(preprocessing, "process_clip", process_then_interrupt)
+    monkeypatch.setattr(packaging, "process_clip", process_then_interrupt)  # where the workers look it up
     with pytest.raises(KeyboardInterrupt):
         preprocessing.preprocess(corpus_with_bad_clips, "lrs3", interrupted, workers=0, progress=False)
     assert not (interrupted / "index.json").exists(), "an interrupted run does not look finished"
-    monkeypatch.setattr(preprocessing, "process_clip", real_process_clip)
+    monkeypatch.setattr(packaging, "process_clip", real_process_clip)
     resumed = preprocessing.preprocess(corpus_with_bad_clips, "lrs3", interrupted, workers=0, progress=False)
     assert resumed["processed"] == 4, "only the clips not done before the interruption"
     assert split_contents(interrupted) == split_contents(complete)
@@ -171,7 +173,7 @@ def test_a_long_large_clip_is_processed_in_bounded_memory(synthetic_corpus, tmp_
     measured = json.loads(run.stdout.strip().splitlines()[-1])
     assert measured["frames"] >= 250, "the whole clip"
     assert measured["growth_mb"] < 250, f"peak memory grew by {measured['growth_mb']:.0f} MB for one clip"
-    small_landmarks = preprocessing.process_clip(preprocessing.discover(synthetic_corpus, "lrs3")[0])["landmarks"]
+    small_landmarks = preprocessing.process_clip(discover(synthetic_corpus, "lrs3")[0])["landmarks"]
     error = np.abs(np.array(measured["landmarks"])[..., :2] - small_landmarks[:50, :, :2]).mean()
     assert error < 3.0, f"the 256-crop landmarks of the upscaled clip match the source clip's ({error:.2f} px off)"
 
@@ -185,9 +187,9 @@ class KillsItsWorker(os.PathLike):
 
 
 def test_a_dead_worker_costs_only_its_clip(synthetic_corpus, tmp_path, monkeypatch):
-    clips = preprocessing.discover(synthetic_corpus, "lrs3")[:3]
+    clips = discover(synthetic_corpus, "lrs3")[:3]
     doomed = dataclasses.replace(clips[1], path=KillsItsWorker())
-    monkeypatch.setattr(preprocessing, "discover", lambda *args: [clips[0], doomed, clips[2]])
+    monkeypatch.setattr(packaging, "discover", lambda *args: [clips[0], doomed, clips[2]])
     signal.signal(signal.SIGALRM, lambda *_: pytest.fail("the pool hangs on a dead worker"))
     signal.alarm(240)
     try:

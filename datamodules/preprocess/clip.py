@@ -1,0 +1,91 @@
+"""One clip -> its shard record: decoding, Face Mesh landmarks, registration, crops and the mel spectrogram."""
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from datamodules import face
+from datamodules.audio import mel_spectrogram
+from datamodules.corpus import Clip
+from datamodules.media import FPS, SAMPLE_RATE, MediaError, open_clip
+
+MIN_SECONDS = 1.0
+SILENCE_PEAK = 1e-4  # audio whose absolute peak stays below this is silent
+RECORD_KEYS = (
+    "clip",  # str, clip id
+    "speaker",  # str
+    "split",  # str
+    "frames",  # int T
+    "mel",  # float16 [4T, 80]
+    "landmarks",  # float32 [T, 68, 3], face-crop pixels (256 x 256)
+    "registered",  # float32 [T, 68, 3], canonical frame
+    "pose",  # float32 [T, 6]: axis-angle (3), translation in face-crop pixels (2), log-scale (1); absolute
+    "face_detected",  # uint8 [T], 1 where Face Mesh found the face
+    "valid",  # uint8 [T], detected or inside a gap of at most 5 frames
+    "reference_index",  # int, the valid frame with the most closed mouth
+    "face_jpeg",  # uint8 [bytes] and face_offsets int64 [T + 1]: 256 x 256 aligned face crops
+    "face_offsets",
+    "mouth_jpeg",  # uint8 [bytes] and mouth_offsets int64 [T + 1]: 96 x 96 mouth crops
+    "mouth_offsets",
+    "face_box",  # float32 [3]: centre x, centre y, side of the face crop box in source pixels (face.CropBox)
+    "source_size",  # int64 [2]: height, width of the source frames (to paste a crop back)
+)
+
+
+class ClipSkipped(Exception):
+    """A clip that cannot be used; the message is the manifest's reason."""
+
+
+def _encoded_crops(frames: Iterable[np.ndarray], face_box: face.CropBox, mouth_boxes: list[face.CropBox]):
+    """The face and mouth crops of every frame in one decoding pass, each JPEG-encoded as soon as it is cut, so
+    memory holds JPEG bytes, not raw crops: ``(face_jpeg, face_offsets), (mouth_jpeg, mouth_offsets)``."""
+    faces, mouths = [], []
+    for frame, mouth_box in zip(frames, mouth_boxes, strict=True):
+        faces.append(face.encode_jpeg([face_box.cut(frame, face.FACE_CROP_SIZE)])[0])
+        mouths.append(face.encode_jpeg([mouth_box.cut(frame, face.MOUTH_CROP_SIZE)])[0])
+    return tuple(
+        (np.concatenate(blobs), np.concatenate([[0], np.cumsum([len(blob) for blob in blobs])]).astype(np.int64))
+        for blobs in (faces, mouths)
+    )
+
+
+def process_clip(clip: Clip) -> dict:
+    """The shard record of one clip (``RECORD_KEYS``); raises ClipSkipped with the reason when it is unusable."""
+    try:
+        frames, audio = open_clip(clip.path)  # [T, H, W, 3] decoded frame by frame on each pass, [N]
+        if len(audio) < MIN_SECONDS * SAMPLE_RATE:
+            raise ClipSkipped(f"shorter than {MIN_SECONDS:g} s ({len(audio) / SAMPLE_RATE:.2f} s of audio)")
+        if np.abs(audio).max() < SILENCE_PEAK:
+            raise ClipSkipped("the audio track is silent")
+        landmarks, detected = face.track_landmarks(frames)  # the first pass, which counts the frames
+    except MediaError as error:
+        raise ClipSkipped(str(error)) from error
+    if len(frames) < MIN_SECONDS * FPS:
+        raise ClipSkipped(f"shorter than {MIN_SECONDS:g} s ({len(frames) / FPS:.2f} s of video)")
+    if detected.mean() < face.MIN_FACE_RATIO:
+        raise ClipSkipped(f"a face in only {detected.mean():.0%} of the frames (at least 80% needed)")
+    landmarks, valid = face.fill_gaps(landmarks, detected)
+    face_box = face.face_crop_box(landmarks, valid)
+    crop_landmarks = face_box.to_crop(landmarks, face.FACE_CROP_SIZE)
+    registered, pose = face.register(crop_landmarks)
+    mouth_boxes = face.mouth_crop_boxes(landmarks)
+    (face_jpeg, face_offsets), (mouth_jpeg, mouth_offsets) = _encoded_crops(frames, face_box, mouth_boxes)
+    return {
+        "clip": clip.clip_id,
+        "speaker": clip.speaker,
+        "split": clip.split,
+        "frames": len(frames),
+        "mel": mel_spectrogram(audio, len(frames)).astype(np.float16),
+        "landmarks": crop_landmarks,
+        "registered": registered,
+        "pose": pose,
+        "face_detected": detected.astype(np.uint8),
+        "valid": valid.astype(np.uint8),
+        "reference_index": face.reference_index(registered, valid),
+        "face_jpeg": face_jpeg,
+        "face_offsets": face_offsets,
+        "mouth_jpeg": mouth_jpeg,
+        "mouth_offsets": mouth_offsets,
+        "face_box": face_box.as_array(),
+        "source_size": np.array(frames.shape[1:3], np.int64),
+    }

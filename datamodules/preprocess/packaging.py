@@ -1,0 +1,203 @@
+"""The clips of a corpus -> stored records and a manifest (in parallel, resumable) -> one LitData dataset per
+split and ``index.json``."""
+
+import json
+import multiprocessing
+import os
+import pickle
+import shutil
+from contextlib import closing
+from pathlib import Path
+
+import litdata
+from tqdm import tqdm
+
+from datamodules import face
+from datamodules.audio import MEL_BINS, MELS_PER_FRAME
+from datamodules.corpus import SPLITS, Clip, discover
+from datamodules.media import FPS, SAMPLE_RATE
+from datamodules.pool import imap_surviving
+from datamodules.preprocess.clip import ClipSkipped, process_clip
+from datamodules.statistics import read_record_storing_sums, train_statistics
+
+
+def record_path(shards: Path, clip_id: str) -> Path:
+    """Where the processed record of ``clip_id`` is stored under ``shards``."""
+    return shards / "clips" / f"{clip_id}.pkl"
+
+
+def _store_record(path: Path, record: dict) -> None:
+    """Writes a clip record atomically: a crash leaves the old record or none, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "wb") as stream:
+        pickle.dump(record, stream, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(partial, path)
+
+
+def _skipped(clip: Clip, reason: str) -> dict:
+    """The manifest line of a clip that cannot be used."""
+    entry = {"clip": clip.clip_id, "speaker": clip.speaker, "split": clip.split, "status": "skipped"}
+    return {**entry, "reason": reason, "frames": 0, "face_ratio": 0.0}
+
+
+def _process_and_store(job: tuple[Clip, Path]) -> dict:
+    """Worker: processes one clip, writes its record atomically, returns its manifest line."""
+    clip, shards = job
+    entry = {"clip": clip.clip_id, "speaker": clip.speaker, "split": clip.split}
+    try:
+        record = process_clip(clip)
+    except ClipSkipped as skipped:
+        return _skipped(clip, str(skipped))
+    except Exception as error:  # a clip must never stop the corpus: record it and go on
+        return _skipped(clip, f"unexpected {type(error).__name__}: {error}")
+    _store_record(record_path(shards, clip.clip_id), record)
+    face_ratio = float(record["face_detected"].mean())
+    return {**entry, "status": "ok", "reason": "", "frames": record["frames"], "face_ratio": round(face_ratio, 4)}
+
+
+def _send_native_logs_to(path: str) -> None:
+    """Worker start-up: MediaPipe's C++ side writes to file descriptor 2 from its own threads; send that to a
+    log file so the progress bar stays readable (Python errors still reach the manifest)."""
+    log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, 2)
+    os.close(log)
+
+
+def read_manifest(shards: str | Path) -> dict[str, dict]:
+    """The manifest of a shards folder by clip id (the last line of a clip wins)."""
+    path = Path(shards) / "manifest.jsonl"
+    if not path.exists():
+        return {}
+    entries = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            entry = json.loads(line)
+            entries[entry["clip"]] = entry
+    return entries
+
+
+def interleave_speakers(entries: list[dict]) -> list[str]:
+    """Clip ids ordered round-robin over speakers (each speaker's clips in id order), so that the unshuffled
+    batches of validation and test mix speakers, as identity metrics need, instead of holding one speaker."""
+    by_speaker: dict[str, list[str]] = {}
+    for entry in sorted(entries, key=lambda entry: entry["clip"]):
+        by_speaker.setdefault(entry["speaker"], []).append(entry["clip"])
+    rounds = max((len(clips) for clips in by_speaker.values()), default=0)
+    return [clips[turn] for turn in range(rounds) for clips in by_speaker.values() if turn < len(clips)]
+
+
+def _load_record(item: tuple[str, str]) -> dict:
+    """Packaging's reader: the stored record at ``path`` in ``split`` (a re-split clip keeps its record and takes
+    its new split), its statistics sums stored on the way."""
+    path, split = item
+    return {**read_record_storing_sums(path), "split": split}
+
+
+def _package_split(shards: Path, split: str, clip_ids: list[str]) -> None:
+    """Writes the LitData dataset of one split from the stored records, replacing the old one at the end."""
+    target = shards / split
+    staging = shards / f".{split}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(target, ignore_errors=True)
+    if not clip_ids:
+        return
+    litdata.optimize(
+        fn=_load_record,
+        inputs=[(str(record_path(shards, clip_id)), split) for clip_id in clip_ids],
+        output_dir=str(staging),
+        num_workers=1,
+        chunk_bytes="64MB",
+        reorder_files=False,
+        keep_data_ordered=True,
+        verbose=False,
+        # Packaging only unpickles records: forking is safe here and saves seconds of interpreter start-up.
+        start_method="fork" if "fork" in multiprocessing.get_all_start_methods() else None,
+    )
+    os.replace(staging, target)
+
+
+def preprocess(
+    raw: str | Path, layout: str, shards: str | Path, workers: int = 2, val_fraction: float = 0.1, progress=True
+) -> dict:
+    """Processes the clips of ``raw`` not yet in ``shards``' manifest and (re)packages the changed splits.
+
+    Returns a summary: clips found, processed now, ok and skipped in all, and the clip count per split.
+    ``workers=0`` processes in this process (for debugging).
+    """
+    shards = Path(shards)
+    clips = discover(raw, layout, val_fraction)
+    shards.mkdir(parents=True, exist_ok=True)
+    manifest = read_manifest(shards)
+    pending = [
+        clip
+        for clip in clips
+        if clip.clip_id not in manifest
+        or (manifest[clip.clip_id]["status"] == "ok" and not record_path(shards, clip.clip_id).exists())
+    ]
+    jobs = [(clip, shards) for clip in pending]
+    bar = tqdm(total=len(jobs), desc=f"preprocess {shards.name}", unit="clip", disable=not progress or not jobs)
+    skipped = sum(entry["status"] == "skipped" for entry in manifest.values())
+    with open(shards / "manifest.jsonl", "a") as manifest_file:
+
+        def record(entry: dict) -> None:
+            nonlocal skipped
+            previous = manifest.get(entry["clip"], {"status": "new"})
+            skipped += (entry["status"] == "skipped") - (previous["status"] == "skipped")
+            manifest[entry["clip"]] = entry
+            manifest_file.write(json.dumps(entry) + "\n")
+            manifest_file.flush()
+            bar.update()
+            bar.set_postfix(skipped=skipped)
+
+        for clip in clips:  # a changed split (another val_fraction, added speakers) reuses the stored record
+            if clip.clip_id in manifest and manifest[clip.clip_id]["split"] != clip.split:
+                manifest[clip.clip_id] = {**manifest[clip.clip_id], "split": clip.split}
+                manifest_file.write(json.dumps(manifest[clip.clip_id]) + "\n")
+        if workers == 0:
+            for job in jobs:
+                record(_process_and_store(job))
+        elif jobs:
+            log = str(shards / "workers.log")
+            with closing(imap_surviving(_process_and_store, jobs, workers, _send_native_logs_to, (log,))) as done:
+                for (clip, _), entry, death in done:
+                    record(entry or _skipped(clip, death))
+    bar.close()
+
+    current = {clip.clip_id for clip in clips}
+    usable = sorted(
+        (entry for clip_id, entry in manifest.items() if clip_id in current and entry["status"] == "ok"),
+        key=lambda entry: entry["clip"],
+    )
+    split_clips = {
+        split: interleave_speakers([entry for entry in usable if entry["split"] == split]) for split in SPLITS
+    }
+    index_path = shards / "index.json"
+    previous = json.loads(index_path.read_text())["splits"] if index_path.exists() else {}
+    index_path.unlink(missing_ok=True)
+    for split in SPLITS:
+        if split_clips[split] != previous.get(split) or (split_clips[split] and not (shards / split).exists()):
+            _package_split(shards, split, split_clips[split])
+    index = {
+        "layout": layout,
+        "raw": str(Path(raw).resolve()),
+        "speakers": sorted({entry["speaker"] for entry in usable}),
+        "splits": split_clips,
+        "clip_frames": {entry["clip"]: entry["frames"] for entry in usable},
+        "statistics": train_statistics([record_path(shards, clip_id) for clip_id in split_clips["train"]]),
+        "fps": FPS,
+        "sample_rate": SAMPLE_RATE,
+        "mel_bins": MEL_BINS,
+        "mels_per_frame": MELS_PER_FRAME,
+        "face_crop_size": face.FACE_CROP_SIZE,
+        "mouth_crop_size": face.MOUTH_CROP_SIZE,
+    }
+    index_path.write_text(json.dumps(index, indent=1) + "\n")
+    skipped = [entry for clip_id, entry in manifest.items() if clip_id in current and entry["status"] == "skipped"]
+    return {
+        "found": len(clips),
+        "processed": len(jobs),
+        "ok": len(usable),
+        "skipped": len(skipped),
+        "splits": {split: len(ids) for split, ids in split_clips.items()},
+    }
