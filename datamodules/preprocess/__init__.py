@@ -21,7 +21,7 @@ is skipped with its reason in the manifest; one bad clip never stops the run.
 
 from datamodules.preprocess.cli import main
 from datamodules.preprocess.clip import RECORD_KEYS, ClipSkipped, process_clip
-from datamodules.preprocess.packaging import interleave_speakers, preprocess, read_manifest, record_path
+from datamodules.preprocess.packaging import interleave_speakers, preprocess, read_manifest
 
 __all__ = [
     "RECORD_KEYS",
@@ -31,5 +31,4 @@ __all__ = [
     "preprocess",
     "process_clip",
     "read_manifest",
-    "record_path",
 ]

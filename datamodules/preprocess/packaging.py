@@ -21,7 +21,7 @@ from datamodules.preprocess.clip import ClipSkipped, process_clip
 from datamodules.statistics import read_record_storing_sums, train_statistics
 
 
-def record_path(shards: Path, clip_id: str) -> Path:
+def _record_path(shards: Path, clip_id: str) -> Path:
     """Where the processed record of ``clip_id`` is stored under ``shards``."""
     return shards / "clips" / f"{clip_id}.pkl"
 
@@ -51,7 +51,7 @@ def _process_and_store(job: tuple[Clip, Path]) -> dict:
         return _skipped(clip, str(skipped))
     except Exception as error:  # a clip must never stop the corpus: record it and go on
         return _skipped(clip, f"unexpected {type(error).__name__}: {error}")
-    _store_record(record_path(shards, clip.clip_id), record)
+    _store_record(_record_path(shards, clip.clip_id), record)
     face_ratio = float(record["face_detected"].mean())
     return {**entry, "status": "ok", "reason": "", "frames": record["frames"], "face_ratio": round(face_ratio, 4)}
 
@@ -104,7 +104,7 @@ def _package_split(shards: Path, split: str, clip_ids: list[str]) -> None:
         return
     litdata.optimize(
         fn=_load_record,
-        inputs=[(str(record_path(shards, clip_id)), split) for clip_id in clip_ids],
+        inputs=[(str(_record_path(shards, clip_id)), split) for clip_id in clip_ids],
         output_dir=str(staging),
         num_workers=1,
         chunk_bytes="64MB",
@@ -133,7 +133,7 @@ def preprocess(
         clip
         for clip in clips
         if clip.clip_id not in manifest
-        or (manifest[clip.clip_id]["status"] == "ok" and not record_path(shards, clip.clip_id).exists())
+        or (manifest[clip.clip_id]["status"] == "ok" and not _record_path(shards, clip.clip_id).exists())
     ]
     jobs = [(clip, shards) for clip in pending]
     bar = tqdm(total=len(jobs), desc=f"preprocess {shards.name}", unit="clip", disable=not progress or not jobs)
@@ -184,7 +184,7 @@ def preprocess(
         "speakers": sorted({entry["speaker"] for entry in usable}),
         "splits": split_clips,
         "clip_frames": {entry["clip"]: entry["frames"] for entry in usable},
-        "statistics": train_statistics([record_path(shards, clip_id) for clip_id in split_clips["train"]]),
+        "statistics": train_statistics([_record_path(shards, clip_id) for clip_id in split_clips["train"]]),
         "fps": FPS,
         "sample_rate": SAMPLE_RATE,
         "mel_bins": MEL_BINS,
