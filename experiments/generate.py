@@ -45,7 +45,6 @@ RENDER_BATCH = 8
 # widely as the truth's with the lips moved 1.5 times as far (README, "make generate").
 LIP_GAIN = 1.5
 LIPS = slice(48, 68)
-UPPER_INNER_LIP, LOWER_INNER_LIP = [61, 62, 63], [67, 66, 65]
 
 
 class GenerationError(ValueError):
@@ -113,10 +112,10 @@ def amplify_lips(registered: np.ndarray, reference: np.ndarray, gain: float) -> 
     would then cross (y grows downwards) meet at their midpoint instead."""
     amplified = registered.copy()
     amplified[:, LIPS, :2] = reference[LIPS, :2] + gain * (registered[:, LIPS, :2] - reference[LIPS, :2])
-    upper, lower = amplified[:, UPPER_INNER_LIP, 1], amplified[:, LOWER_INNER_LIP, 1]
+    upper, lower = amplified[:, face.UPPER_INNER_LIP, 1], amplified[:, face.LOWER_INNER_LIP, 1]
     middle, crossed = (upper + lower) / 2, lower < upper
-    amplified[:, UPPER_INNER_LIP, 1] = np.where(crossed, middle, upper)
-    amplified[:, LOWER_INNER_LIP, 1] = np.where(crossed, middle, lower)
+    amplified[:, face.UPPER_INNER_LIP, 1] = np.where(crossed, middle, upper)
+    amplified[:, face.LOWER_INNER_LIP, 1] = np.where(crossed, middle, lower)
     return amplified
 
 

@@ -8,6 +8,8 @@ from scipy.spatial.transform import Rotation
 RIGID_POINTS = np.array([0, 1, 2, 14, 15, 16, *range(27, 48)])
 INNER_LIPS = np.arange(60, 68)
 OUTER_LIPS = np.arange(48, 60)
+# The inner-lip points facing each other across the mouth, upper i opposite lower i.
+UPPER_INNER_LIP, LOWER_INNER_LIP = [61, 62, 63], [67, 66, 65]
 
 # A mean frontal face in iBUG order, x right, y down, z away from the camera, centred, outer eye corners
 # (36, 45) one unit apart: the MediaPipe meshes of the two face photos that installed packages ship
@@ -107,7 +109,7 @@ def inner_lip_area(landmarks: np.ndarray) -> np.ndarray:
 
 def mouth_opening(landmarks: np.ndarray) -> np.ndarray:
     """Mean vertical gap ``[...]`` between the inner lips (61-67, 62-66, 63-65), in the landmarks' units."""
-    upper, lower = landmarks[..., [61, 62, 63], 1], landmarks[..., [67, 66, 65], 1]
+    upper, lower = landmarks[..., UPPER_INNER_LIP, 1], landmarks[..., LOWER_INNER_LIP, 1]
     return (lower - upper).mean(-1)
 
 
