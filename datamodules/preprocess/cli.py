@@ -1,10 +1,10 @@
 """``make data`` (``python -m datamodules.preprocess``): a corpus into shards, with one-sentence errors."""
 
-import argparse
 import os
 import sys
 from pathlib import Path
 
+from datamodules.arguments import OneSentenceParser
 from datamodules.corpus import LAYOUTS, CorpusError
 from datamodules.media import MediaError
 from datamodules.preprocess.packaging import preprocess
@@ -34,16 +34,9 @@ def _layout(corpus: str, raw: str | Path) -> str:
     return made["arguments"]["layout"] if made else "lrs3"
 
 
-class _Parser(argparse.ArgumentParser):
-    """Answers a bad argument with one sentence and exit status 2, without the usage block."""
-
-    def error(self, message: str):
-        self.exit(2, f"error: {message}.\n")
-
-
 def main(argv: list[str] | None = None) -> int:
     """``make data``: preprocess a corpus into shards; bad arguments and unusable data end with one sentence."""
-    parser = _Parser(
+    parser = OneSentenceParser(
         prog="python -m datamodules.preprocess",
         description="Preprocessing: the clips of a corpus -> per-clip records -> LitData shards.",
     )

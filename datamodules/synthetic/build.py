@@ -5,7 +5,6 @@ A corpus is built in a hidden sibling folder and renamed into place with ``corpu
 arguments) inside, so a folder named like the corpus is always complete: see :func:`read_marker`.
 """
 
-import argparse
 import json
 import multiprocessing
 import os
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from datamodules.arguments import OneSentenceParser
 from datamodules.corpus import CorpusError
 from datamodules.synthetic.clips import ClipJob, write_clip
 from datamodules.synthetic.faces import PHOTOS, photo_landmarks, share_landmarks
@@ -203,15 +203,8 @@ def _move_into_place(staging: Path, out: Path) -> None:
     shutil.rmtree(replaced, ignore_errors=True)
 
 
-class _Parser(argparse.ArgumentParser):
-    """Answers a bad argument with one sentence and exit status 2, without the usage block."""
-
-    def error(self, message: str):
-        self.exit(2, f"error: {message}.\n")
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(
+    parser = OneSentenceParser(
         prog="python -m datamodules.synthetic",
         description="Generate the embedded synthetic talking-face corpus in the LRS3 or VoxCeleb2 layout.",
     )
