@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import imageio_ffmpeg
 import numpy as np
@@ -21,6 +22,7 @@ from datamodules.corpus import discover
 from datamodules.face import mouth_opening
 from datamodules.media import open_clip, read_audio, read_video, write_video
 from datamodules.preprocess import packaging
+from datamodules.shards import ShardDataModule
 
 
 def records(shards: Path) -> dict[str, dict]:
@@ -254,3 +256,54 @@ def test_records_hold_the_face_box_and_source_size_to_paste_back(synthetic_corpu
         box = CropBox.from_array(record["face_box"])
         stored = decode_jpeg(record["face_jpeg"], record["face_offsets"], 0)
         assert np.abs(box.cut(source[0], 256).astype(int) - stored).mean() < 4, "the box is where the crop came from"
+
+
+class ClipIds(ShardDataModule):
+    """Yields each clip's id, to see which clips a training batch puts together."""
+
+    def sample(self, record, train, speaker_index):
+        return record["clip"]
+
+
+def reached_through_batch_mates(shards: Path, epochs: int) -> set[str]:
+    """The train clips that the first one reaches through clips that shared a training batch (2 loader
+    workers, ``epochs`` epochs)."""
+    datamodule = ClipIds(str(shards), batch_size=4, num_workers=2)
+    datamodule.setup("fit")
+    loader = datamodule.train_dataloader()
+    batches = [set(batch) for _ in range(epochs) for batch in loader]
+    reached = {datamodule.index["splits"]["train"][0]}
+    while grown := [batch for batch in batches if batch & reached and not batch <= reached]:
+        reached.update(*grown)
+    return reached
+
+
+@pytest.mark.parametrize("clips_per_chunk, connected", [(None, True), (16, False)])
+def test_shuffling_deals_other_clips_to_each_loader_worker_every_epoch(
+    synthetic_shards, tmp_path, monkeypatch, clips_per_chunk, connected
+):
+    """A small split is packaged one clip per LitData chunk, so over a few epochs every clip meets every other
+    through its batch mates; packaged in one chunk (16 clips), each of 2 workers keeps its own half for ever."""
+    if clips_per_chunk is not None:
+        monkeypatch.setattr(packaging, "clips_per_chunk", lambda paths: clips_per_chunk)
+    source = next((synthetic_shards / "clips").rglob("*.pkl"))
+    clip_ids = [f"s{n % 4}/{n:05d}" for n in range(16)]
+    for clip_id in clip_ids:
+        record = {**pickle.loads(source.read_bytes()), "clip": clip_id, "speaker": clip_id.split("/")[0]}
+        packaging._store_record(packaging._record_path(tmp_path, clip_id), record)
+    packaging._package_split(tmp_path, "train", clip_ids)
+    index = {"speakers": sorted({clip.split("/")[0] for clip in clip_ids}), "splits": {"train": clip_ids}}
+    (tmp_path / "index.json").write_text(json.dumps(index))
+    chunks = json.loads((tmp_path / "train" / "index.json").read_text())["chunks"]
+    assert len(chunks) == (16 if clips_per_chunk is None else 1)
+    assert (reached_through_batch_mates(tmp_path, epochs=4) == set(clip_ids)) == connected
+
+
+def test_chunks_hold_one_clip_in_a_small_split_and_at_most_64_mb_in_a_large_one():
+    def records(count, megabytes):
+        return [SimpleNamespace(stat=lambda: SimpleNamespace(st_size=megabytes * 1_000_000))] * count
+
+    assert packaging.clips_per_chunk(records(48, 2)) == 1
+    assert packaging.clips_per_chunk(records(640, 2)) == 10, "64 chunks"
+    assert packaging.clips_per_chunk(records(100_000, 2)) == 32, "64 MB"
+    assert packaging.clips_per_chunk(records(10, 100)) == 1

@@ -2,6 +2,7 @@
 split and ``index.json``."""
 
 import json
+import math
 import multiprocessing
 import os
 import pickle
@@ -19,6 +20,9 @@ from datamodules.media import FPS, SAMPLE_RATE
 from datamodules.pool import imap_surviving
 from datamodules.preprocess.clip import ClipSkipped, process_clip
 from datamodules.statistics import read_record_storing_sums, train_statistics
+
+MAX_CHUNK_BYTES = 64_000_000  # LitData's usual chunk size for streaming from object storage
+MIN_CHUNKS = 64  # per split, so that shuffling deals other clips to each loader worker and rank every epoch
 
 
 def _record_path(shards: Path, clip_id: str) -> Path:
@@ -94,6 +98,23 @@ def _load_record(item: tuple[str, str]) -> dict:
     return {**read_record_storing_sums(path), "split": split}
 
 
+def clips_per_chunk(record_paths: list[Path]) -> int:
+    """Clips per LitData chunk of a split: at least MIN_CHUNKS chunks (one clip each in a small split), none
+    larger than MAX_CHUNK_BYTES. LitData shuffles which chunks each worker and rank gets, but a chunk's clips
+    stay on one worker: the embedded corpus's training split in one chunk gave one worker the same 8 clips,
+    its only batch, every epoch, and the contrastive SFE learned sync about half as well."""
+    if not record_paths:
+        return 1
+    mean_bytes = sum(path.stat().st_size for path in record_paths) / len(record_paths)
+    return max(1, min(math.ceil(len(record_paths) / MIN_CHUNKS), int(MAX_CHUNK_BYTES // mean_bytes)))
+
+
+def _packaged_clips_per_chunk(shards: Path, split: str) -> int | None:
+    """Clips per chunk of a packaged split (None if not packaged, or packaged by bytes by an older version)."""
+    index = shards / split / "index.json"
+    return json.loads(index.read_text())["config"].get("chunk_size") if index.exists() else None
+
+
 def _package_split(shards: Path, split: str, clip_ids: list[str]) -> None:
     """Writes the LitData dataset of one split from the stored records, replacing the old one at the end."""
     target = shards / split
@@ -102,12 +123,13 @@ def _package_split(shards: Path, split: str, clip_ids: list[str]) -> None:
     shutil.rmtree(target, ignore_errors=True)
     if not clip_ids:
         return
+    paths = [_record_path(shards, clip_id) for clip_id in clip_ids]
     litdata.optimize(
         fn=_load_record,
-        inputs=[(str(_record_path(shards, clip_id)), split) for clip_id in clip_ids],
+        inputs=[(str(path), split) for path in paths],
         output_dir=str(staging),
         num_workers=1,
-        chunk_bytes="64MB",
+        chunk_size=clips_per_chunk(paths),
         reorder_files=False,
         keep_data_ordered=True,
         verbose=False,
@@ -176,7 +198,9 @@ def preprocess(
     previous = json.loads(index_path.read_text())["splits"] if index_path.exists() else {}
     index_path.unlink(missing_ok=True)
     for split in SPLITS:
-        if split_clips[split] != previous.get(split) or (split_clips[split] and not (shards / split).exists()):
+        chunking = clips_per_chunk([_record_path(shards, clip_id) for clip_id in split_clips[split]])
+        changed = split_clips[split] != previous.get(split)
+        if changed or (split_clips[split] and _packaged_clips_per_chunk(shards, split) != chunking):
             _package_split(shards, split, split_clips[split])
     index = {
         "layout": layout,
