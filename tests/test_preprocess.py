@@ -22,7 +22,7 @@ from datamodules.corpus import discover
 from datamodules.face import mouth_opening
 from datamodules.media import open_clip, read_audio, read_video, write_video
 from datamodules.preprocess import packaging
-from datamodules.shards import ShardDataModule
+from tests.test_datamodules import ClipIds
 
 
 def records(shards: Path) -> dict[str, dict]:
@@ -256,13 +256,6 @@ def test_records_hold_the_face_box_and_source_size_to_paste_back(synthetic_corpu
         box = CropBox.from_array(record["face_box"])
         stored = decode_jpeg(record["face_jpeg"], record["face_offsets"], 0)
         assert np.abs(box.cut(source[0], 256).astype(int) - stored).mean() < 4, "the box is where the crop came from"
-
-
-class ClipIds(ShardDataModule):
-    """Yields each clip's id, to see which clips a training batch puts together."""
-
-    def sample(self, record, train, speaker_index):
-        return record["clip"]
 
 
 def reached_through_batch_mates(shards: Path, epochs: int) -> set[str]:
