@@ -451,33 +451,51 @@ def test_figures_per_speaker_group_mask_other_speakers_and_find_the_held_out_voi
     assert mdn_figures_main([str(tmp_path / "absent.ckpt"), "--data", str(synthetic_shards)]) == 2
 
 
+MDN_SEEDS = (1, 2, 3)
+
+
+def mean_figures(runs: list[dict[str, float]]) -> dict[str, float]:
+    """The mean of each figure over the runs (seeds) given."""
+    return {key: float(np.mean([run[key] for run in runs])) for key in runs[0]}
+
+
 @pytest.mark.slow
 def test_fast_mdn_on_the_embedded_corpus_follows_the_speech_of_held_out_speakers(embedded_shards, tmp_path):
-    """FAST SFE pretraining, then FAST MDN (M = 3 and M = 1) on the embedded corpus, judged by their best
-    checkpoints (what `make generate` takes). On the held-out speakers (the val split) the mouth is 20% nearer
-    the truth than the static reference, follows the speech, and stops following it when the audio is shuffled;
-    on the held-out voice (a test speaker whose voice no training speaker uses) it still beats the static face."""
+    """FAST SFE pretraining, then FAST MDN (M = 3 and M = 1) with 3 seeds each on the embedded corpus, judged by
+    their best checkpoints (what `make generate` takes). Every seed's mouth beats the static reference on the
+    held-out speakers (the val split), follows their speech and stops following it when the audio is shuffled.
+    Over the seeds, as the README's tables report them (one FAST MDN's held-out-speaker mouth LMD spreads by
+    +-0.0007 from seed to seed, about 4% of static): the mouth is 20% nearer the truth than the static reference,
+    M = 3's best of 5 is no further than M = 1, and on the held-out voice (a test speaker whose voice no training
+    speaker uses) the mouth beats the static face and follows the speech."""
     shards = ["--data.shards", str(embedded_shards)]
     sfe = fast_fit(tmp_path, "sfe", "fast", *shards)
     sfe_flag = ["--model.init_args.sfe_checkpoint", sfe.trainer.checkpoint_callback.best_model_path]
-    mixture = fast_fit(tmp_path, "mdn", "m3", *shards, *sfe_flag)
-    regression = fast_fit(tmp_path, "mdn", "m1", *shards, *sfe_flag, "--model.init_args.components", "1")
-    assert (tmp_path / "mdn" / "m3" / "metrics.json").is_file()
-    assert list((tmp_path / "mdn" / "m3" / "pictures").glob("*.mp4")), "no landmark animation was written"
-    mixture = load_landmark_mdn(mixture.trainer.checkpoint_callback.best_model_path)
-    regression = load_landmark_mdn(regression.trainer.checkpoint_callback.best_model_path)
-
     voice = held_out_voice_speakers(embedded_shards)
     assert voice, "the embedded corpus has no test speaker with the held-out voice"
-    speakers = figures(mixture, embedded_shards, "val")
-    unseen_voice = figures(mixture, embedded_shards, "test", voice)
-    single = figures(regression, embedded_shards, "val")
-    print({"M=3 held-out speakers": speakers, "M=3 held-out voice": unseen_voice, "M=1 held-out speakers": single})
+    speakers, unseen_voice, single = [], [], []
+    for seed in MDN_SEEDS:
+        seed_flag = ["--seed_everything", str(seed)]
+        mixture = fast_fit(tmp_path, "mdn", f"m3-{seed}", *shards, *sfe_flag, *seed_flag)
+        regression = fast_fit(tmp_path, "mdn", f"m1-{seed}", *shards, *sfe_flag, *seed_flag,
+                              "--model.init_args.components", "1")  # fmt: skip
+        mixture = load_landmark_mdn(mixture.trainer.checkpoint_callback.best_model_path)
+        regression = load_landmark_mdn(regression.trainer.checkpoint_callback.best_model_path)
+        speakers.append(figures(mixture, embedded_shards, "val"))
+        unseen_voice.append(figures(mixture, embedded_shards, "test", voice))
+        single.append(figures(regression, embedded_shards, "val"))
+        print({"seed": seed, "M=3 held-out speakers": speakers[-1], "M=3 held-out voice": unseen_voice[-1],
+               "M=1 held-out speakers": single[-1]})  # fmt: skip
+    assert (tmp_path / "mdn" / "m3-1" / "metrics.json").is_file()
+    assert list((tmp_path / "mdn" / "m3-1" / "pictures").glob("*.mp4")), "no landmark animation was written"
+    for seed, run in zip(MDN_SEEDS, speakers, strict=True):
+        assert run["val/lmd_mouth"] < run["val/static/lmd_mouth"], f"seed {seed}"
+        assert run["val/mouth_corr"] >= 0.5 and run["val/shuffled/mouth_corr"] < 0.2, f"seed {seed}"
+        assert run["val/diversity"] > 0, f"seed {seed}"
+        assert all(run[f"val/weight_{component}"] > 0.05 for component in range(3)), f"seed {seed}"
+
+    speakers, unseen_voice, single = mean_figures(speakers), mean_figures(unseen_voice), mean_figures(single)
     assert speakers["val/lmd_mouth"] <= 0.8 * speakers["val/static/lmd_mouth"]
-    assert speakers["val/mouth_corr"] >= 0.5
-    assert speakers["val/shuffled/mouth_corr"] < 0.2
+    assert speakers["val/best_of_k_lmd_mouth"] <= single["val/lmd_mouth"]
     assert unseen_voice["val/lmd_mouth"] < unseen_voice["val/static/lmd_mouth"]
     assert unseen_voice["val/mouth_corr"] > unseen_voice["val/shuffled/mouth_corr"] + 0.3
-    assert speakers["val/best_of_k_lmd_mouth"] <= single["val/lmd_mouth"]
-    assert speakers["val/diversity"] > 0
-    assert all(speakers[f"val/weight_{component}"] > 0.05 for component in range(3))
