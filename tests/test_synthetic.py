@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 
 from datamodules import synthetic
-from datamodules.corpus import CorpusError
+from datamodules.corpus import CorpusError, validation_speakers
 from datamodules.media import FPS, SAMPLE_RATE, read_audio, read_video
 from datamodules.synthetic import HELD_OUT_PERSON, HELD_OUT_VOICE, MARKER, generate_corpus, read_marker
 from datamodules.synthetic.articulation import CONTROL_RATE, Style, articulate, viseme_segments
+from datamodules.synthetic.speakers import speaker_specs
 from tests.conftest import SESSION_CORPUS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,6 +104,24 @@ def test_the_test_split_holds_out_a_person_and_a_voice(synthetic_corpus):
         truth = sidecar(clip)
         assert f"{truth['voice']['engine']}:{truth['voice']['variant']}" == speakers[truth["speaker"]]["voice"]
         assert truth["photo"] == speakers[truth["speaker"]]["photo"]
+
+
+@pytest.mark.parametrize("layout", ["lrs3", "voxceleb2"])
+@pytest.mark.parametrize("speakers", [8, 12, 40])
+def test_validation_speakers_are_new_voices_of_different_training_people(layout, speakers):
+    """Preprocessing holds out the speakers of lowest hash for validation; the generator hands out the people in
+    that order, so the validation split never holds a single person's voices only, and in the default corpus
+    each training person keeps two training speakers, one with each engine."""
+    specs = speaker_specs(0, speakers, layout)
+    non_test = {spec.speaker_id: spec for spec in specs if spec.split != "test"}
+    validation = validation_speakers(set(non_test), val_fraction=0.1)
+    assert len({non_test[speaker].photo for speaker in validation}) == 2, "validation holds both training people"
+    training = [spec for speaker, spec in non_test.items() if speaker not in validation]
+    for person in {spec.photo for spec in non_test.values()}:
+        engines = [spec.voice.engine for spec in training if spec.photo == person]
+        assert len(engines) >= 2, f"{person} has {len(engines)} training speakers"
+        if speakers == 8:
+            assert sorted(engines) == ["espeak", "piper"], person
 
 
 def test_clips_decode_with_the_media_reader_as_h264_and_16khz_mono_aac(synthetic_corpus):

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from datamodules.corpus import speaker_hash
 from datamodules.synthetic.articulation import Style
 from datamodules.synthetic.faces import NOT_MIRRORED, PHOTOS
 from datamodules.synthetic.speech import Voice
@@ -68,35 +69,46 @@ def _voice(rng: np.random.Generator, engine: str, variant: str) -> Voice:
 
 
 def speaker_specs(seed: int, speakers: int, layout: str) -> list[SpeakerSpec]:
-    """The pseudo-speakers of a corpus; speaker k depends only on (seed, k), its split and the layout's naming.
+    """The pseudo-speakers of a corpus; speaker k's id and look are drawn from (seed, k) alone, its split from
+    the layout's naming.
 
-    Training speakers take the people other than the held-out one in turn, and the neural voice or an espeak-ng
-    variant in the order piper, espeak, espeak, piper (so each person speaks with both engines); test speakers
-    are the held-out person and alternate between the neural voice and the held-out voice.
+    Training speakers take the people other than the held-out one in turn, in the order of the hash by which
+    preprocessing picks validation speakers (``datamodules.corpus.validation_speakers`` takes the lowest): so
+    the validation split holds new voices of different training people, and every training person keeps
+    training speakers of their own. In that order they take the neural voice or an espeak-ng variant as piper,
+    espeak, espeak, piper (so each person speaks with both engines). Test speakers are the held-out person and
+    alternate between the neural voice and the held-out voice.
     """
     people = list(PHOTOS)
     held_out = HELD_OUT_PERSON if len(people) >= 3 else None
     training_people = [person for person in people if person != held_out]
+    splits = speaker_splits(speakers, layout)
+    rngs = [np.random.default_rng([seed, 1, index]) for index in range(speakers)]
+    video_ids = [_youtube_id(rng) for rng in rngs]
+    speaker_ids = [video_ids[index] if layout == "lrs3" else f"id{index + 1:05d}" for index in range(speakers)]
+    training_speakers = [index for index, split in enumerate(splits) if split != "test" or not held_out]
+    training_rank = {
+        index: rank
+        for rank, index in enumerate(sorted(training_speakers, key=lambda index: speaker_hash(speaker_ids[index])))
+    }
     specs = []
-    training, testing = 0, 0
-    for index, split in enumerate(speaker_splits(speakers, layout)):
-        rng = np.random.default_rng([seed, 1, index])
-        video_id = _youtube_id(rng)
-        if split == "test" and held_out:
+    testing = 0
+    for index, (split, rng) in enumerate(zip(splits, rngs, strict=True)):
+        if index not in training_rank:
             person = held_out
             engine, variant = ("piper", "joe") if testing % 2 == 0 else ("espeak", HELD_OUT_VOICE)
             testing += 1
         else:
-            person = training_people[training % len(training_people)]
-            if training % 4 in (0, 3):  # so that from four training speakers on each person has both engines
+            rank = training_rank[index]
+            person = training_people[rank % len(training_people)]
+            if rank % 4 in (0, 3):  # so that from four training speakers on each person has both engines
                 engine, variant = "piper", "joe"
             else:
-                engine, variant = "espeak", TRAINING_ESPEAK_VARIANTS[(training // 2) % len(TRAINING_ESPEAK_VARIANTS)]
-            training += 1
+                engine, variant = "espeak", TRAINING_ESPEAK_VARIANTS[(rank // 2) % len(TRAINING_ESPEAK_VARIANTS)]
         specs.append(
             SpeakerSpec(
                 index=index,
-                speaker_id=video_id if layout == "lrs3" else f"id{index + 1:05d}",
+                speaker_id=speaker_ids[index],
                 split=split,
                 photo=person,
                 mirror=bool(rng.random() < 0.5) and person not in NOT_MIRRORED,
