@@ -3,12 +3,12 @@
     python -m experiments.mdn_figures full=runs/mdn/full m1=runs/mdn/m1 [--data data/shards/synthetic] [--out FILE.md]
 
 A run folder stands for its best checkpoint; ``label=`` names its rows (default: the folder's name), and runs
-that share a label (seeds of one configuration) are shown as mean +- std. The
-figures are those of ``LandmarkMDN``'s validation step (max decoding, the static reference, time-shuffled audio,
-best-of-K and diversity) on a window of ``--frames`` frames centred in each clip, for three groups of speakers:
-the held-out speakers (the val split), the held-out person (the test split) and, on the embedded corpus, the
-held-out voice (the test speakers whose voice no training speaker uses, read from the corpus's ``.truth.json``
-sidecars).
+that share a label (seeds of one configuration) are shown as mean +- std. The figures are those of
+``LandmarkMDN``'s validation step (max decoding, the static reference, time-shuffled audio, best-of-K and
+diversity) on a window of ``--frames`` frames centred in each clip, for groups of speakers: the held-out
+speakers (the val split; on the embedded corpus also each person in it), the held-out person (the test split)
+and, on the embedded corpus, the held-out voice (the test speakers whose voice no training speaker uses, read
+from the corpus's ``.truth.json`` sidecars).
 """
 
 import argparse
@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 
 from datamodules.mdn import LandmarkDataModule
 from datamodules.shards import read_index
+from datamodules.synthetic import read_marker
 from datamodules.synthetic.speakers import HELD_OUT_VOICE
 from experiments.evaluate import checkpoint_path
 from lightning_modules.mdn import LandmarkMDN, load_landmark_mdn
@@ -53,9 +54,25 @@ def held_out_voice_speakers(shards: str | Path) -> set[str]:
     return speakers
 
 
+def validation_people(shards: str | Path) -> dict[str, set[str]]:
+    """Person -> the val speakers with that face, on an embedded corpus whose val split holds several people
+    (empty otherwise): a mean over the split can hide one face that the model does not help."""
+    index = read_index(shards)
+    marker = read_marker(Path(index.get("raw") or "/nonexistent")) or {}
+    speakers = marker.get("speakers", {})
+    people = {}
+    for clip in index["splits"]["val"]:  # a clip id is its path in the corpus, the speaker id one of its folders
+        for speaker in set(clip.split("/")) & set(speakers):
+            people.setdefault(speakers[speaker]["photo"], set()).add(speaker)
+    return people if len(people) > 1 else {}
+
+
 def speaker_groups(shards: str | Path) -> dict[str, tuple[str, set[str] | None]]:
     """Group name -> (split, the speakers kept, or None for all of the split)."""
-    groups = {"held-out speakers (val)": ("val", None), "held-out person (test)": ("test", None)}
+    groups = {"held-out speakers (val)": ("val", None)}
+    for person, speakers in sorted(validation_people(shards).items()):
+        groups[f"held-out speakers: {person} (val)"] = ("val", speakers)
+    groups["held-out person (test)"] = ("test", None)
     voice = held_out_voice_speakers(shards)
     if voice:
         groups[f"held-out voice ({HELD_OUT_VOICE})"] = ("test", voice)

@@ -451,6 +451,29 @@ def test_figures_per_speaker_group_mask_other_speakers_and_find_the_held_out_voi
     assert mdn_figures_main([str(tmp_path / "absent.ckpt"), "--data", str(synthetic_shards)]) == 2
 
 
+def test_figures_split_the_held_out_speakers_by_person_when_they_are_several(tmp_path):
+    """On an embedded corpus whose val split holds two people, each gets its own group beside the whole split; one
+    person in val (or no corpus marker) gives no such groups."""
+    raw, shards = tmp_path / "raw", tmp_path / "shards"
+    raw.mkdir()
+    shards.mkdir()
+    people = {"spkA": "astronaut", "spkB": "camera", "spkC": "astronaut"}
+    marker = {
+        "generator": "datamodules.synthetic",
+        "speakers": {speaker: {"split": "pretrain", "photo": photo} for speaker, photo in people.items()},
+    }
+    (raw / "corpus.json").write_text(json.dumps(marker))
+    index = {"raw": str(raw), "splits": {"val": ["pretrain/spkA/00001", "pretrain/spkB/00001"], "test": []}}
+    (shards / "index.json").write_text(json.dumps(index))
+    groups = speaker_groups(shards)
+    assert groups["held-out speakers: astronaut (val)"] == ("val", {"spkA"})
+    assert groups["held-out speakers: camera (val)"] == ("val", {"spkB"})
+    assert groups["held-out speakers (val)"] == ("val", None)
+    index["splits"]["val"] = ["pretrain/spkA/00001", "pretrain/spkC/00002"]
+    (shards / "index.json").write_text(json.dumps(index))
+    assert list(speaker_groups(shards)) == ["held-out speakers (val)", "held-out person (test)"]
+
+
 MDN_SEEDS = (1, 2, 3)
 
 
