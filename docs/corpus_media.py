@@ -49,11 +49,12 @@ def main(corpus: Path) -> None:
         rows.append(np.concatenate(tiles, 1))
         samples.append((clip, truth))
     Image.fromarray(np.concatenate(rows, 0)).save(DOCS / "corpus_strip.png", optimize=True)
-    training = next((clip for clip, truth in samples if truth["split"] != "test"), samples[0][0])
-    shutil.copy(training, DOCS / "corpus_clip.mp4")
-    held_out = [clip for relative in marker["clips"] if "test" in relative for clip in [corpus / relative]]
-    voices = [(clip, json.loads(clip.with_name(f"{clip.stem}.truth.json").read_text())) for clip in held_out]
-    unseen = next((clip for clip, truth in voices if truth["voice"]["engine"] == "espeak"), None)
+    clips = [corpus / relative for relative in marker["clips"]]
+    voices = [(clip, json.loads(clip.with_name(f"{clip.stem}.truth.json").read_text())) for clip in clips]
+    neural = [clip for clip, truth in voices if truth["split"] != "test" and truth["voice"]["engine"] == "piper"]
+    shutil.copy((neural or [samples[0][0]])[0], DOCS / "corpus_clip.mp4")  # a training speaker, the neural voice
+    unseen = next((clip for clip, truth in voices if truth["split"] == "test" and truth["voice"]["engine"] == "espeak"),
+                  None)  # fmt: skip
     if unseen is not None:
         shutil.copy(unseen, DOCS / "corpus_clip_held_out.mp4")
     print(f"Wrote {DOCS / 'corpus_strip.png'} ({len(rows)} people) and the sample clips.")
