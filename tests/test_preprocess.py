@@ -143,6 +143,32 @@ def test_a_changed_validation_fraction_resplits_without_reprocessing(synthetic_c
     assert {item["split"] for item in items} == {"train"}, "re-split records carry their new split"
 
 
+def test_another_generated_corpus_under_the_same_clip_ids_is_processed_again(synthetic_corpus, synthetic_shards,
+                                                                              tmp_path):  # fmt: skip
+    """A generated corpus rebuilt by another generator version (or with other arguments) reuses its clip ids for
+    other content: its shards are processed and packaged again, also when they predate the record of the corpus
+    they were made from; the same corpus, moved, is not."""
+    corpus, shards = tmp_path / "corpus", tmp_path / "shards"
+    shutil.copytree(synthetic_corpus, corpus)
+    shutil.copytree(synthetic_shards, shards)
+    clips = len(preprocessing.read_manifest(shards))
+    assert preprocessing.preprocess(corpus, "lrs3", shards, workers=0, progress=False)["processed"] == 0
+
+    def packaged() -> dict[str, int]:
+        return {split: (shards / split / "index.json").stat().st_mtime_ns for split in ("train", "val", "test")}
+
+    before = packaged()
+    marker = json.loads((corpus / "corpus.json").read_text())
+    marker["arguments"]["version"] += 1
+    (corpus / "corpus.json").write_text(json.dumps(marker))
+    assert preprocessing.preprocess(corpus, "lrs3", shards, workers=0, progress=False)["processed"] == clips
+    assert all(after > before[split] for split, after in packaged().items()), "every split is packaged again"
+    assert preprocessing.preprocess(corpus, "lrs3", shards, workers=0, progress=False)["processed"] == 0
+
+    (shards / "generated_corpus.json").unlink()  # shards made before the corpus was recorded
+    assert preprocessing.preprocess(corpus, "lrs3", shards, workers=0, progress=False)["processed"] == clips
+
+
 PEAK_MEMORY = """
 import json, sys
 from pathlib import Path

@@ -20,6 +20,7 @@ from datamodules.media import FPS, SAMPLE_RATE
 from datamodules.pool import imap_surviving
 from datamodules.preprocess.clip import ClipSkipped, process_clip
 from datamodules.statistics import read_record_storing_sums, train_statistics
+from datamodules.synthetic import read_marker
 
 MAX_CHUNK_BYTES = 64_000_000  # LitData's usual chunk size for streaming from object storage
 MIN_CHUNKS = 64  # per split, so that shuffling deals other clips to each loader worker and rank every epoch
@@ -139,6 +140,24 @@ def _package_split(shards: Path, split: str, clip_ids: list[str]) -> None:
     os.replace(staging, target)
 
 
+def _forget_another_generated_corpus(raw: str | Path, shards: Path, manifest: dict) -> dict:
+    """The manifest to resume from. A generated corpus (``corpus.json``) rebuilt with other arguments or by another
+    generator version reuses its clip ids for other content, so its records are stale: when the corpus that
+    ``shards`` was made from (``generated_corpus.json``, absent in shards made before it was written) is not
+    ``raw``'s, every clip is processed again."""
+    marker = read_marker(raw)
+    recorded = shards / "generated_corpus.json"
+    if marker is None:
+        recorded.unlink(missing_ok=True)
+        return manifest
+    made_from = json.loads(recorded.read_text()) if recorded.exists() else None
+    if manifest and made_from != marker["arguments"]:
+        (shards / "manifest.jsonl").unlink(missing_ok=True)
+        manifest = {}
+    recorded.write_text(json.dumps(marker["arguments"]) + "\n")
+    return manifest
+
+
 def preprocess(
     raw: str | Path, layout: str, shards: str | Path, workers: int = 2, val_fraction: float = 0.1, progress=True
 ) -> dict:
@@ -150,7 +169,7 @@ def preprocess(
     shards = Path(shards)
     clips = discover(raw, layout, val_fraction)
     shards.mkdir(parents=True, exist_ok=True)
-    manifest = read_manifest(shards)
+    manifest = _forget_another_generated_corpus(raw, shards, read_manifest(shards))
     pending = [
         clip
         for clip in clips
@@ -187,6 +206,7 @@ def preprocess(
     bar.close()
 
     current = {clip.clip_id for clip in clips}
+    processed = {clip.clip_id for clip in pending}  # their records are new: their splits are packaged again
     usable = sorted(
         (entry for clip_id, entry in manifest.items() if clip_id in current and entry["status"] == "ok"),
         key=lambda entry: entry["clip"],
@@ -199,7 +219,7 @@ def preprocess(
     index_path.unlink(missing_ok=True)
     for split in SPLITS:
         chunking = clips_per_chunk([_record_path(shards, clip_id) for clip_id in split_clips[split]])
-        changed = split_clips[split] != previous.get(split)
+        changed = split_clips[split] != previous.get(split) or bool(processed & set(split_clips[split]))
         if changed or (split_clips[split] and _packaged_clips_per_chunk(shards, split) != chunking):
             _package_split(shards, split, split_clips[split])
     index = {
