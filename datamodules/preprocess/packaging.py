@@ -20,7 +20,6 @@ from datamodules.media import FPS, SAMPLE_RATE
 from datamodules.pool import imap_surviving
 from datamodules.preprocess.clip import ClipSkipped, process_clip
 from datamodules.statistics import read_record_storing_sums, train_statistics
-from datamodules.synthetic import read_marker
 
 MAX_CHUNK_BYTES = 64_000_000  # LitData's usual chunk size for streaming from object storage
 MIN_CHUNKS = 64  # per split, so that shuffling deals other clips to each loader worker and rank every epoch
@@ -145,6 +144,8 @@ def _forget_another_generated_corpus(raw: str | Path, shards: Path, manifest: di
     generator version reuses its clip ids for other content, so its records are stale: when the corpus that
     ``shards`` was made from (``generated_corpus.json``, absent in shards made before it was written) is not
     ``raw``'s, every clip is processed again."""
+    from datamodules.synthetic import read_marker  # the generator's imports (scipy.signal, audio) cost a second
+
     marker = read_marker(raw)
     recorded = shards / "generated_corpus.json"
     if marker is None:
