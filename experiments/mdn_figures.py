@@ -42,26 +42,27 @@ COLUMNS = {  # logged name -> table heading
 }
 
 
+def corpus_marker(shards: str | Path) -> dict:
+    """The ``corpus.json`` of the generated corpus the shards were made from: each speaker's split, photo and
+    voice, and the held-out person and voice (empty when that corpus is gone or is not a generated one)."""
+    return read_marker(Path(read_index(shards).get("raw") or "/nonexistent")) or {}
+
+
 def held_out_voice_speakers(shards: str | Path) -> set[str]:
-    """Test speakers of an embedded corpus that speak with ``HELD_OUT_VOICE`` (empty when the raw corpus is gone
+    """Test speakers of an embedded corpus that speak with the held-out voice (empty when the raw corpus is gone
     or is not the embedded one)."""
-    raw = read_index(shards).get("raw")
-    speakers = set()
-    for sidecar in sorted(Path(raw or "/nonexistent").glob("*/*/*.truth.json")):
-        truth = json.loads(sidecar.read_text())
-        if truth.get("split") == "test" and truth.get("voice", {}).get("variant") == HELD_OUT_VOICE:
-            speakers.add(truth["speaker"])
-    return speakers
+    marker = corpus_marker(shards)
+    voice = marker.get("held_out", {}).get("voice")
+    speakers = marker.get("speakers", {}).items()
+    return {speaker for speaker, about in speakers if voice and about["split"] == "test" and about["voice"] == voice}
 
 
 def validation_people(shards: str | Path) -> dict[str, set[str]]:
     """Person -> the val speakers with that face, on an embedded corpus whose val split holds several people
     (empty otherwise): a mean over the split can hide one face that the model does not help."""
-    index = read_index(shards)
-    marker = read_marker(Path(index.get("raw") or "/nonexistent")) or {}
-    speakers = marker.get("speakers", {})
+    speakers = corpus_marker(shards).get("speakers", {})
     people = {}
-    for clip in index["splits"]["val"]:  # a clip id is its path in the corpus, the speaker id one of its folders
+    for clip in read_index(shards)["splits"]["val"]:  # a clip id is its path in the corpus; a folder is the speaker
         for speaker in set(clip.split("/")) & set(speakers):
             people.setdefault(speakers[speaker]["photo"], set()).add(speaker)
     return people if len(people) > 1 else {}
