@@ -8,7 +8,7 @@ that share a label (seeds of one configuration) are shown as mean +- std. The fi
 diversity) on a window of ``--frames`` frames centred in each clip, for groups of speakers: the held-out
 speakers (the val split; on the embedded corpus also each person in it), the held-out person (the test split)
 and, on the embedded corpus, the held-out voice (the test speakers whose voice no training speaker uses, read
-from the corpus's ``.truth.json`` sidecars).
+from the corpus's ``corpus.json``).
 """
 
 import argparse
