@@ -17,6 +17,7 @@ from datamodules.corpus import CorpusError, validation_speakers
 from datamodules.media import FPS, SAMPLE_RATE, read_audio, read_video
 from datamodules.synthetic import HELD_OUT_PERSON, HELD_OUT_VOICE, MARKER, generate_corpus, read_marker
 from datamodules.synthetic.articulation import CONTROL_RATE, Style, articulate, viseme_segments
+from datamodules.synthetic.faces import NOT_MIRRORED
 from datamodules.synthetic.speakers import speaker_specs
 from tests.conftest import SESSION_CORPUS
 
@@ -122,6 +123,17 @@ def test_validation_speakers_are_new_voices_of_different_training_people(layout,
         assert len(engines) >= 2, f"{person} has {len(engines)} training speakers"
         if speakers == 8:
             assert sorted(engines) == ["espeak", "piper"], person
+
+
+@pytest.mark.parametrize("layout", ["lrs3", "voxceleb2"])
+def test_faces_seen_from_the_side_are_never_mirrored_nor_stretched_wider(layout):
+    """MediaPipe loses the cameraman's lips when his three-quarter view is mirrored or stretched wider, so his
+    speakers keep his own orientation and an aspect of at most 1; the frontal people take both ways."""
+    specs = speaker_specs(0, 40, layout)
+    side = [spec for spec in specs if spec.photo in NOT_MIRRORED]
+    frontal = [spec for spec in specs if spec.photo not in NOT_MIRRORED]
+    assert side and all(not spec.mirror and spec.aspect <= 1.0 for spec in side)
+    assert any(spec.mirror for spec in frontal) and any(spec.aspect > 1.0 for spec in frontal)
 
 
 def test_clips_decode_with_the_media_reader_as_h264_and_16khz_mono_aac(synthetic_corpus):

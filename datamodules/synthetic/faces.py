@@ -19,7 +19,8 @@ PHOTOS = {
     "camera": "the cameraman, scikit-image skimage.data.camera() (greyscale, three-quarter view)",
 }
 # Faces seen from the side are never mirrored: MediaPipe follows the cameraman's mouth warp less well mirrored
-# (refined-lip r about 0.36 against 0.70 on the same clips).
+# (refined-lip r about 0.36 against 0.70 on the same clips), nor stretched wider (speakers.speaker_specs): the
+# plain mesh lost the lips of his speaker stretched 1.05 (r 0.10 against 0.61 unstretched, one clip).
 NOT_MIRRORED = frozenset({"camera"})
 MAX_OPENING = 0.075  # inner-lip gap of the most open vowel, as a fraction of the frame side
 UPPER_LIP_SHARE = 0.12  # of the opening, taken by the upper lip rising

@@ -113,7 +113,7 @@ def speaker_specs(seed: int, speakers: int, layout: str) -> list[SpeakerSpec]:
                 photo=person,
                 mirror=bool(rng.random() < 0.5) and person not in NOT_MIRRORED,
                 face_fraction=rng.uniform(0.56, 0.68),
-                aspect=rng.uniform(0.92, 1.08),
+                aspect=rng.uniform(0.92, 1.0 if person in NOT_MIRRORED else 1.08),
                 offset=tuple(rng.uniform(-0.04, 0.04, 2).round(4)),
                 colour_gains=tuple(rng.uniform(0.82, 1.18, 3).round(4)),
                 gamma=rng.uniform(0.8, 1.25),
