@@ -17,6 +17,7 @@ from datamodules.corpus import CorpusError, validation_speakers
 from datamodules.media import FPS, SAMPLE_RATE, read_audio, read_video
 from datamodules.synthetic import HELD_OUT_PERSON, HELD_OUT_VOICE, MARKER, generate_corpus, read_marker
 from datamodules.synthetic.articulation import CONTROL_RATE, Style, articulate, viseme_segments
+from datamodules.synthetic.engines import espeak_sentence
 from datamodules.synthetic.faces import NOT_MIRRORED
 from datamodules.synthetic.speakers import speaker_specs
 from tests.conftest import SESSION_CORPUS
@@ -259,11 +260,22 @@ def test_one_seed_gives_identical_sidecars_and_audio_whatever_the_workers_and_an
     other = generate_corpus(tmp_path / "c", seed=4, workers=1, **tiny)
     assert sidecars(first) == sidecars(again) and len(sidecars(first)) == 2
     assert (first / MARKER).read_text() == (again / MARKER).read_text()
-    for clip in clips_of(first):  # the speech too: piper's sampling noise is off, espeak-ng has none
+    for clip in clips_of(first):  # the speech too: piper's sampling noise is off, espeak-ng's is seeded
         assert np.array_equal(read_audio(clip), read_audio(again / clip.relative_to(first)))
     first_openings = [json.loads(text)["mouth_opening"] for text in sidecars(first).values()]
     other_openings = [json.loads(text)["mouth_opening"] for text in sidecars(other).values()]
     assert first_openings != other_openings
+
+
+def test_espeak_says_a_sentence_the_same_whatever_it_said_before():
+    """espeak-ng keeps state between syntheses (random numbers, its wave generator): each sentence is said by a
+    freshly loaded library with seeded random numbers, so a pool's order of work cannot change the audio."""
+    sentence = "The birch canoe slid on the smooth planks."
+    first = espeak_sentence(sentence, "en-us+f2", 37, 160)[0]
+    espeak_sentence(sentence, HELD_OUT_VOICE, 31, 160)
+    again = espeak_sentence(sentence, "en-us+f2", 37, 160)[0]
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, espeak_sentence(sentence, "en-us+f2", 60, 160)[0]), "the pitch is heard"
 
 
 def test_voxceleb2_layout(tmp_path):

@@ -24,7 +24,7 @@ from datamodules.synthetic.speakers import HELD_OUT_PERSON, HELD_OUT_VOICE, clip
 
 MARKER = "corpus.json"
 GENERATOR = "datamodules.synthetic"
-GENERATOR_VERSION = 4
+GENERATOR_VERSION = 5
 DEFAULT_OUT = Path("data/corpus/synthetic")  # the embedded corpus, relative to the repository root
 LAYOUTS = ("lrs3", "voxceleb2")
 

@@ -7,6 +7,7 @@ gives the samples of each phoneme. espeak-ng (the library and data that ``espeak
 ctypes): its phoneme and word events give the timing.
 """
 
+import _ctypes
 import ctypes
 import functools
 import json
@@ -122,7 +123,13 @@ _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctype
 
 
 class _Espeak:
-    """espeak-ng from ``espeakng-loader`` in synchronous mode, collecting samples and word/phoneme events."""
+    """espeak-ng from ``espeakng-loader`` in synchronous mode, collecting samples and word/phoneme events.
+
+    One instance says one sentence and is closed: the library keeps state from one synthesis to the next (its
+    random numbers and its wave generator's), so the same sentence came out differently after other speech, and
+    a corpus built by a pool depended on which worker said what before. Loaded afresh, with its random numbers
+    seeded, a sentence depends on its own arguments only.
+    """
 
     def __init__(self):
         try:
@@ -138,6 +145,12 @@ class _Espeak:
         self.events: list[tuple[int, int, int, str]] = []
         self.callback = _CALLBACK(self._collect)
         self.library.espeak_SetSynthCallback(self.callback)
+        self.library.espeak_ng_SetRandSeed(ctypes.c_long(0))
+
+    def close(self) -> None:
+        """Unloads the library, so that the next instance starts from its initial state."""
+        self.library.espeak_Terminate()
+        _ctypes.dlclose(self.library._handle)
 
     def _collect(self, wav, count, events) -> int:
         if count > 0:
@@ -163,15 +176,13 @@ class _Espeak:
         return audio, self.events
 
 
-@functools.cache
-def _espeak() -> _Espeak:
-    return _Espeak()
-
-
 def espeak_sentence(sentence: str, variant: str, pitch: int, words_per_minute: int):
     """espeak-ng's ``variant`` at ``pitch`` (0-100) and ``words_per_minute``: ``(audio, rate, phonemes, words)``."""
-    engine = _espeak()
-    audio, events = engine.speak(sentence, variant, pitch, words_per_minute)
+    engine = _Espeak()
+    try:
+        audio, events = engine.speak(sentence, variant, pitch, words_per_minute)
+    finally:
+        engine.close()
     rate, total = engine.rate, len(audio) / engine.rate
     starts = [(sample / rate, symbol) for kind, sample, _, symbol in events if kind == _EVENT_PHONEME]
     phonemes = []
