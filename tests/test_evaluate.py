@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
+from datamodules.media import FPS, SAMPLE_RATE, write_video
 from experiments.evaluate import main
 from experiments.evaluation.videos import landmark_metrics
 from lightning_modules.sync_scoring import SYNCNET_NOT_COMPUTED
@@ -68,6 +69,16 @@ def test_bad_input_ends_with_one_sentence(tmp_path, capsys, arguments, message):
     error = capsys.readouterr().err.strip()
     assert message in error and error.count("\n") == 0 and "Traceback" not in error
     assert not (tmp_path / "out" / "bad.json").exists()
+
+
+def test_a_video_without_a_face_is_named_in_one_sentence(tmp_path, capsys):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    grey = np.full((10, 64, 64, 3), 128, np.uint8)
+    write_video(videos / "blank.mp4", grey, np.zeros(10 * SAMPLE_RATE // FPS, np.float32))
+    assert main(["--name", "blank", "--out", str(tmp_path / "out"), "--videos", str(videos)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "No face was found in" in error and "blank.mp4" in error and error.count("\n") == 0
 
 
 @pytest.mark.slow

@@ -75,6 +75,14 @@ def sync_scores(
     return values
 
 
+def tracked(frames: np.ndarray, path: Path):
+    """The face track of the video at ``path``; NoFaceError naming the file when no frame has a face."""
+    try:
+        return track_faces(frames)
+    except face.NoFaceError:
+        raise face.NoFaceError(f"No face was found in {path}.") from None
+
+
 def evaluate_video(
     path: Path,
     truth: Path | None = None,
@@ -86,15 +94,13 @@ def evaluate_video(
     Raises MediaError or NoFaceError with one sentence naming the file.
     """
     frames, audio = read_clip(path)
-    track = track_faces(frames)
-    if track.face_ratio == 0:
-        raise face.NoFaceError(f"No face was found in {path}.")
+    track = tracked(frames, path)
     values = {"frames": float(len(frames)), "face_ratio": track.face_ratio}
     values.update(frame_metrics(frames, track, speech_envelope(audio, len(frames))))
     values.update(sync_scores(frames, audio, mel_spectrogram(audio, len(frames)), track, syncnet, expert))
     if truth is not None:
         true_frames, _ = read_clip(truth)
-        true_track = track_faces(true_frames)
+        true_track = tracked(true_frames, truth)
         count = min(len(frames), len(true_frames))
         box = face.face_crop_box(true_track.landmarks[:count], np.ones(count, bool))
         quality = image_quality(
