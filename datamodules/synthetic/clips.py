@@ -59,7 +59,7 @@ def synthesise_clip(job: ClipJob) -> tuple[np.ndarray, np.ndarray, dict]:
     tracks = articulate(speech.phonemes, job.seconds, spec.style, rng)
     face = speaker_face(spec, size)
     frames = int(round(job.seconds * FPS))
-    clip_gain, lip_lag = rng.uniform(CLIP_GAIN[0], CLIP_GAIN[1]), rng.uniform(-0.015, 0.015)
+    clip_gain, lip_lag = rng.uniform(*CLIP_GAIN), rng.uniform(-0.015, 0.015)
     frame_times = (np.arange(frames) + 0.5) / FPS
     steps, lip_steps = np.arange(len(tracks.opening)), (frame_times - lip_lag) * CONTROL_RATE
     openings = MAX_OPENING * size * clip_gain * np.interp(lip_steps, steps, tracks.opening)

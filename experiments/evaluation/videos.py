@@ -75,7 +75,7 @@ def sync_scores(
     return values
 
 
-def tracked(frames: np.ndarray, path: Path):
+def tracked(frames: np.ndarray, path: Path) -> Track:
     """The face track of the video at ``path``; NoFaceError naming the file when no frame has a face."""
     try:
         return track_faces(frames)
