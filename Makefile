@@ -36,13 +36,14 @@ RAW ?=
 SHARDS ?= data/shards/$(CORPUS)
 WORKERS ?= 2
 
-# `make train-mdn`: SFE_CKPT=<SFE run folder or .ckpt>; a run folder gives its best checkpoint (metrics.json);
+# `make train-mdn`: SFE_CKPT=<SFE run folder or .ckpt>; a run folder gives its best checkpoint (metrics.json), else its
+# last (lightning_modules.checkpoints.resolve_checkpoint, as generate, evaluate and tables resolve theirs);
 # SFE_CKPT=none trains on a randomly initialised SFE (the no-pretraining ablation).
 SFE_CKPT ?= runs/sfe/latest
 define sfe_checkpoint
-if [ "$(SFE_CKPT)" = none ]; then echo null; elif [ -d "$(SFE_CKPT)" ]; then $(PY) -c 'import json, sys; \
-print(json.load(open(sys.argv[1] + "/metrics.json")).get("best_checkpoint") or sys.argv[1] + "/checkpoints/last.ckpt")' \
-"$(SFE_CKPT)" 2>/dev/null || true; else echo "$(SFE_CKPT)"; fi
+if [ "$(SFE_CKPT)" = none ]; then echo null; else $(PY) -m lightning_modules.checkpoints "$(SFE_CKPT)" \
+--what "SFE checkpoint" --remedy "make one with \`make pretrain-sfe\` (FAST=1 for a smoke run), or pass SFE_CKPT=<SFE run \
+folder or .ckpt> (SFE_CKPT=none: a random SFE)"; fi
 endef
 # `make generate`: IMAGE=<photo> AUDIO=<speech> OUT=<video.mp4> [MODE=max|mean|sample SAMPLES=<K> SEED=<s>
 # LIP_GAIN=<lip motion x this; 1 as predicted, default experiments.generate's> MDN=<checkpoint or run folder>
@@ -124,10 +125,6 @@ pretrain-sfe: setup $(STAGE_DATA) ## Stage 1: contrastive SFE pretraining with m
 
 train-mdn: setup $(STAGE_DATA) ## Stage 2: MDN landmarks + head pose on the SFE (SFE_CKPT, DATA, NAME, FAST=1, ARGS)
 	@sfe="$$($(sfe_checkpoint))"; \
-	if [ "$$sfe" != null ] && [ ! -f "$$sfe" ]; then \
-		echo "make train-mdn: no SFE checkpoint at $(SFE_CKPT); make one with \`make pretrain-sfe\` (FAST=1 for a smoke run), or pass SFE_CKPT=<SFE run folder or .ckpt> (SFE_CKPT=none: a random SFE)." >&2; \
-		exit 1; \
-	fi; \
 	echo "SFE checkpoint: $$sfe"; \
 	$(call fit,mdn,--data.shards $(DATA) --model.init_args.sfe_checkpoint $$sfe)
 

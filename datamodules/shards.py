@@ -59,6 +59,33 @@ def shards_location(shards: str | Path) -> Path | ShardsURL:
     return ShardsURL(shards)
 
 
+def split_location(shards: str | Path, split: str) -> str:
+    """What LitData reads for one split of a shards folder, local or remote: every command that streams shards
+    (training, evaluation, tables) goes through it, so ``s3://bucket/prefix`` keeps its ``//``."""
+    return str(shards_location(shards) / split)
+
+
+def raw_corpus(shards: str | Path, index: dict, raw: str | Path | None = None) -> Path:
+    """The raw corpus the shards were made from: ``raw`` when given, else the folder that ``index.json`` recorded.
+
+    Evaluation reads the clips' audio there (LSE-D/C) and the embedded corpus's ``corpus.json`` (speaker groups);
+    ShardsError, one sentence, when that folder is not there (a corpus moved since ``make data``, or shards copied
+    to another machine).
+    """
+    if raw is not None:
+        if not Path(raw).is_dir():
+            raise ShardsError(f"The raw corpus folder {raw} (RAW=, --raw) does not exist.")
+        return Path(raw)
+    recorded = index.get("raw")
+    if not recorded or not Path(recorded).is_dir():
+        raise ShardsError(
+            f"The raw corpus that {shards} was made from ({recorded or 'not recorded in its index.json'}) is not "
+            f"here, and the audio for LSE-D/C and the speaker groups comes from it: pass its new place with RAW=<dir> "
+            f"(--raw)."
+        )
+    return Path(recorded)
+
+
 def _read_remote(url: ShardsURL) -> str | None:
     """The text of a remote file through LitData's storage client; None when it does not exist."""
     from litdata.streaming.fs_provider import _get_fs_provider
@@ -163,7 +190,7 @@ class ShardDataModule(LightningDataModule):
         if not index["splits"].get(split):
             raise ShardsError(f"{self.shards} has no {split} clips; preprocess a corpus with more speakers.")
         speaker_index = {speaker: number for number, speaker in enumerate(index["speakers"])}
-        dataset = StreamingDataset(str(self.shards / split), shuffle=train, drop_last=train, seed=self.seed)
+        dataset = StreamingDataset(split_location(self.shards, split), shuffle=train, drop_last=train, seed=self.seed)
         usable = self.usable(split, index)
         if usable is not None and len(usable) < len(index["splits"][split]):
             dataset = dataset.subset(usable)  # a deep copy: taken before the transform, which holds this DataModule

@@ -7,16 +7,20 @@ Writes ``results/<name>.json`` (means, per-clip values, what was not computed an
 The sync columns come in three kinds, named apart: LSE-D / LSE-C (the published SyncNet; only with
 ``--syncnet syncnet_v2.model``), the project's own sync expert (``--sync-expert``, a separate stage-1 run) and the
 weight-free mouth-audio correlation (always).
+
+``--data`` is a shards folder or a URL (``s3://bucket/prefix``, as for training). A video of ``--videos`` that cannot
+be read or has no face is skipped: the others are scored, the report lists each skipped video with its reason under
+``skipped``, and the command exits with status 2. LSE-D / LSE-C of the shards read the clips' audio from the raw
+corpus that ``make data`` read (``--raw`` when it has moved since).
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from datamodules.face import NoFaceError
 from datamodules.media import MediaError
-from datamodules.shards import ShardsError, read_index
+from datamodules.shards import ShardsError, raw_corpus, read_index
 from experiments.evaluation.columns import (
     MDN_NOT_COMPUTED,
     RENDERER_NOT_COMPUTED,
@@ -25,7 +29,7 @@ from experiments.evaluation.columns import (
     not_computed_notes,
     write_report,
 )
-from lightning_modules.checkpoints import CheckpointError
+from lightning_modules.checkpoints import CheckpointError, resolve_checkpoint
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 
@@ -34,28 +38,20 @@ class EvaluationError(ValueError):
     """Bad evaluation input; the message is one sentence."""
 
 
-def checkpoint_path(path: str | Path) -> Path:
-    """A checkpoint file, or a run folder's best checkpoint (``metrics.json``), else its ``last.ckpt``."""
-    path = Path(path)
-    if path.is_dir():
-        metrics = path / "metrics.json"
-        best = json.loads(metrics.read_text()).get("best_checkpoint") if metrics.is_file() else None
-        return Path(best) if best and Path(best).is_file() else path / "checkpoints" / "last.ckpt"
-    return path
-
-
 def scorers(syncnet: str | None, expert: str | None):
     """The published SyncNet scorer and the project's sync expert, each when its file is given."""
     from lightning_modules.sync_scoring import SFESyncExpert, SyncNetScorer
 
     return (
         SyncNetScorer(syncnet) if syncnet else None,
-        SFESyncExpert(checkpoint_path(expert)) if expert else None,
+        SFESyncExpert(resolve_checkpoint(expert, "sync-expert SFE checkpoint")) if expert else None,
     )
 
 
-def evaluate_videos(videos: Path, truth: Path | None, syncnet, expert) -> list[dict]:
-    """Per-video metrics of every video in ``videos``; ``truth`` holds the true videos under the same names."""
+def evaluate_videos(videos: Path, truth: Path | None, syncnet, expert) -> tuple[list[dict], list[dict]]:
+    """Per-video metrics of every video in ``videos`` that can be scored, and ``{"video", "reason"}`` of each one
+    that cannot (unreadable, no face); ``truth`` holds the true videos under the same names. EvaluationError when
+    no video can be scored."""
     from experiments.evaluation.videos import evaluate_video
 
     if not videos.is_dir():
@@ -63,7 +59,7 @@ def evaluate_videos(videos: Path, truth: Path | None, syncnet, expert) -> list[d
     paths = sorted(path for path in videos.rglob("*") if path.suffix.lower() in VIDEO_SUFFIXES)
     if not paths:
         raise EvaluationError(f"{videos} holds no video ({', '.join(VIDEO_SUFFIXES)}).")
-    items = []
+    items, skipped = [], []
     for path in paths:
         relative = path.relative_to(videos)
         true_path = None
@@ -73,37 +69,51 @@ def evaluate_videos(videos: Path, truth: Path | None, syncnet, expert) -> list[d
                 raise EvaluationError(f"{truth} has no true video for {relative} (expected {truth / relative}).")
             true_path = matches[0]
         print(f"Evaluating {relative}", flush=True)
-        items.append({"video": str(relative), **evaluate_video(path, true_path, syncnet, expert)})
-    return items
+        try:
+            items.append({"video": str(relative), **evaluate_video(path, true_path, syncnet, expert)})
+        except (MediaError, NoFaceError) as error:
+            print(f"Skipped {relative}: {error}", flush=True)
+            skipped.append({"video": str(relative), "reason": str(error)})
+    if not items:
+        reasons = "; ".join(entry["reason"] for entry in skipped[:3]) + ("; ..." if len(skipped) > 3 else "")
+        raise EvaluationError(reasons if len(skipped) == 1 else f"No video of {videos} could be scored: {reasons}")
+    return items, skipped
 
 
-def run(options: argparse.Namespace) -> Path:
-    """Evaluates what ``options`` names and writes the report; returns the JSON path."""
+def run(options: argparse.Namespace) -> tuple[Path, list[dict]]:
+    """Evaluates what ``options`` names and writes the report; returns the JSON path and the skipped videos."""
     syncnet, expert = scorers(options.syncnet, options.sync_expert)
     notes = not_computed_notes(syncnet is not None, expert is not None)
+    skipped = []
     if options.videos:
-        items = evaluate_videos(Path(options.videos), Path(options.truth) if options.truth else None, syncnet, expert)
+        truth = Path(options.truth) if options.truth else None
+        items, skipped = evaluate_videos(Path(options.videos), truth, syncnet, expert)
         header = {"source": f"videos {options.videos}", "truth": options.truth or "none"}
         if not options.truth:
             notes.update(dict.fromkeys(("ssim", "psnr", "lmd_mouth", "lmd_face", "lvd"), TRUTH_NOT_COMPUTED))
     else:
         from experiments.evaluation.split import evaluate_split
 
-        read_index(options.data)  # a missing or foreign shards folder fails here, with its one sentence
-        mdn = renderer = None
+        index = read_index(options.data)  # a missing or foreign shards folder fails here, with its one sentence
+        if syncnet is not None:
+            raw_corpus(options.data, index, options.raw)  # LSE needs the clips' audio: say so before any work
+        mdn_path = renderer_path = mdn = renderer = None
         if options.variant == "model":
             if not options.mdn:
                 raise EvaluationError("Evaluating the model variant needs --mdn (an MDN checkpoint or run folder).")
             from lightning_modules.mdn import load_landmark_mdn
 
-            mdn = load_landmark_mdn(checkpoint_path(options.mdn))
+            mdn_path = resolve_checkpoint(options.mdn, "MDN checkpoint")
+            mdn = load_landmark_mdn(mdn_path)
         if options.renderer:
             from lightning_modules.renderer import load_face_renderer
 
-            renderer = load_face_renderer(checkpoint_path(options.renderer))
+            renderer_path = resolve_checkpoint(options.renderer, "renderer checkpoint")
+            renderer = load_face_renderer(renderer_path)
         items = evaluate_split(
-            options.data, options.variant, mdn, renderer, options.split, options.samples, syncnet, expert, options.limit
-        )
+            options.data, options.variant, mdn, renderer, options.split, options.samples, syncnet, expert,
+            options.limit, options.raw,
+        )  # fmt: skip
         if options.variant != "model":
             notes.update(dict.fromkeys(("lmd_mouth_best_of_k", "diversity"), MDN_NOT_COMPUTED))
         if renderer is None and options.variant != "static":
@@ -112,12 +122,15 @@ def run(options: argparse.Namespace) -> Path:
         header = {
             "source": f"{options.split} split of {options.data}",
             "variant": options.variant,
-            "mdn": str(checkpoint_path(options.mdn)) if mdn is not None else "none",
-            "renderer": str(checkpoint_path(options.renderer)) if renderer is not None else "none",
+            "mdn": str(mdn_path or "none"),
+            "renderer": str(renderer_path or "none"),
         }
     header["sync_expert"] = str(expert.path) if expert is not None else "none"
     header["clips"] = len(items)
-    return write_report(options.name, Path(options.out), mean_metrics(items), notes, items, header)
+    if skipped:
+        header["skipped"] = f"{len(skipped)} ({', '.join(entry['video'] for entry in skipped)}; reasons in the JSON)"
+    report = write_report(options.name, Path(options.out), mean_metrics(items), notes, items, header, skipped)
+    return report, skipped
 
 
 def parser() -> argparse.ArgumentParser:
@@ -135,6 +148,7 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--syncnet", help="published SyncNet weights (syncnet_v2.model) for LSE-D / LSE-C")
     parser.add_argument("--sync-expert", help="a separate stage-1 SFE run or checkpoint used as the sync expert")
     parser.add_argument("--limit", type=int, help="evaluate only the first N clips of the split")
+    parser.add_argument("--raw", help="the raw corpus the shards were made from, when it has moved (LSE's audio)")
     parser.add_argument("--out", default="results", help="folder of the reports")
     return parser
 
@@ -142,12 +156,16 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     options = parser().parse_args(argv)
     try:
-        path = run(options)
+        path, skipped = run(options)
     except (EvaluationError, CheckpointError, ShardsError, MediaError, NoFaceError) as error:
         print(error, file=sys.stderr)
         return 2
     print(Path(path).with_suffix(".md").read_text())
     print(f"Wrote {path} and {Path(path).with_suffix('.md')}")
+    if skipped:
+        listed = "; ".join(f"{entry['video']} ({entry['reason']})" for entry in skipped)
+        print(f"error: {len(skipped)} video(s) could not be scored and are not in the means: {listed}", file=sys.stderr)
+        return 2
     return 0
 
 

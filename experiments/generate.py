@@ -17,7 +17,6 @@ no output file.
 """
 
 import argparse
-import json
 import sys
 import tempfile
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from datamodules import face
 from datamodules.media import MediaError, Speech, VideoStreamWriter, decode_speech
 from datamodules.photo import PhotoError, Reference, load_reference
 from experiments.streaming import CHUNK_FRAMES, OVERLAP_FRAMES, landmark_chunks
+from lightning_modules import checkpoints
 from lightning_modules.checkpoints import CheckpointError
 
 MODES = ("max", "mean", "sample")
@@ -52,24 +52,10 @@ class GenerationError(ValueError):
 
 
 def resolve_checkpoint(path: str | Path, stage: str) -> Path:
-    """The checkpoint file that ``path`` names for ``stage``: the file itself, or in a run folder (such as
-    ``runs/<stage>/latest``) the best checkpoint of its ``metrics.json``, else ``checkpoints/last.ckpt``."""
+    """The checkpoint file that ``path`` names for ``stage`` (:func:`lightning_modules.checkpoints.resolve_checkpoint`:
+    the file itself, or a run folder's best checkpoint, else its ``checkpoints/last.ckpt``)."""
     name, command, flag = STAGES[stage]
-    path = Path(path)
-    if path.is_file():
-        return path
-    if path.is_dir():
-        metrics = path / "metrics.json"
-        candidates = []
-        if metrics.is_file():
-            best = json.loads(metrics.read_text()).get("best_checkpoint")
-            if best:
-                candidates += [Path(best), path / "checkpoints" / Path(best).name]
-        candidates.append(path / "checkpoints" / "last.ckpt")
-        for candidate in candidates:
-            if candidate.is_file():
-                return candidate
-    raise CheckpointError(f"No {name} checkpoint at {path}; train one with `{command}` or pass {flag}.")
+    return checkpoints.resolve_checkpoint(path, f"{name} checkpoint", f"train one with `{command}` or pass {flag}")
 
 
 @dataclass

@@ -3,8 +3,11 @@ every row on the test split for each seed, and writes ``results/tables/<name>.md
 
     python -m experiments.make_tables experiments/tables/ablation.yaml --seeds 3 [--fast]
 
-A run's name is a hash of everything that sets it (stage configs, overrides, seed, data, FAST), so a rerun finds
-the runs it made before (``runs/<stage>/tbl-<hash>``, reused when its ``metrics.json`` says fit finished).
+A run's name is a hash of its whole resolved configuration (what ``experiments.cli fit --print_config`` shows: the
+contents of the stage configs, the overrides, the seed, the data, every default), so a rerun finds the runs it made
+before (``runs/<stage>/tbl-<hash>``, reused when its ``metrics.json`` says fit finished) and an edited
+``conf/*.yaml`` trains anew. ``--data`` is a shards folder or a URL (``s3://bucket/prefix``); the table file and
+``conf/`` are found from any working folder (``experiments.cli.project_file``).
 """
 
 import argparse
@@ -20,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from experiments.evaluate import checkpoint_path
+from experiments.cli import RunError, project_file, resolved_config
 from experiments.evaluation.columns import (
     COLUMNS,
     MDN_NOT_COMPUTED,
@@ -30,6 +33,7 @@ from experiments.evaluation.columns import (
     not_computed_notes,
 )
 from experiments.sweep import flag_value
+from lightning_modules.checkpoints import resolve_checkpoint
 
 ROW_KEYS = {"name", "label", "sfe", "mdn", "variant"}
 VARIANTS = ("model", "static", "truth")
@@ -41,7 +45,10 @@ class TableError(ValueError):
 
 def read_table(path: str | Path) -> dict:
     """The table file at ``path``, checked: rows with known keys and variants, columns that exist."""
-    path = Path(path)
+    try:
+        path = project_file(path)
+    except RunError:
+        raise TableError(f"Table file {path} does not exist.") from None
     if not path.is_file():
         raise TableError(f"Table file {path} does not exist.")
     try:
@@ -66,43 +73,54 @@ def read_table(path: str | Path) -> dict:
     return table
 
 
-class Trainer:
+class TableRuns:
     """Starts (or finds) the stage runs of a table; every run logs offline under ``root``."""
 
     def __init__(self, data: str, root: str, fast: bool, trainer: str, extra: list[str] = ()):
         self.data, self.root, self.fast, self.trainer, self.extra = data, Path(root), fast, trainer, list(extra)
 
     def configs(self, stage: str) -> list[str]:
-        configs = ["conf/base.yaml", f"conf/trainer/{self.trainer}.yaml", f"conf/{stage}.yaml"]
+        """The config files of a ``stage`` run (as ``make <stage>`` passes them), found from any working folder."""
+        configs = [project_file("conf/base.yaml"), project_file(f"conf/trainer/{self.trainer}.yaml")]
+        configs.append(project_file(f"conf/{stage}.yaml"))
         if self.fast:
-            configs += ["conf/fast.yaml"] + (
-                [f"conf/fast/{stage}.yaml"] if Path(f"conf/fast/{stage}.yaml").is_file() else []
-            )
-        return configs
+            configs.append(project_file("conf/fast.yaml"))
+            profile = project_file("conf/fast.yaml").parent / "fast" / f"{stage}.yaml"
+            configs += [profile] if profile.is_file() else []
+        return [str(config) for config in configs]
+
+    def arguments(self, stage: str, overrides: dict, seed: int) -> list[str]:
+        """The ``experiments.cli fit`` arguments of the ``stage`` run with these ``overrides`` and ``seed``, but
+        its folder."""
+        flags = self.extra + [f"--{key}={flag_value(value)}" for key, value in sorted(overrides.items())]
+        arguments = [flag for config in self.configs(stage) for flag in ("--config", config)]
+        return [*arguments, f"--seed_everything={seed}", f"--data.init_args.shards={self.data}", *flags]
+
+    def run_name(self, arguments: list[str]) -> str:
+        """``tbl-<hash>`` of the whole resolved configuration of a run with ``arguments`` (not of file names)."""
+        config = resolved_config(arguments)
+        config.pop("run", None)  # where the run is written is not what it is
+        return "tbl-" + hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
     def run(self, stage: str, overrides: dict, seed: int) -> Path:
         """The checkpoint of the ``stage`` run with these ``overrides`` and ``seed``, trained when missing."""
-        configs = self.configs(stage)
-        flags = self.extra + [f"--{key}={flag_value(value)}" for key, value in sorted(overrides.items())]
-        key = json.dumps([stage, configs, flags, seed, str(self.data), self.fast], sort_keys=True)
-        name = "tbl-" + hashlib.sha1(key.encode()).hexdigest()[:10]
+        arguments = self.arguments(stage, overrides, seed)
+        name = self.run_name(arguments)
         run_dir = self.root / stage / name
         metrics = run_dir / "metrics.json"
         if not (metrics.is_file() and json.loads(metrics.read_text()).get("last_subcommand") == "fit"):
-            command = [sys.executable, "-m", "experiments.cli", "fit"]
-            command += [flag for config in configs for flag in ("--config", config)]
-            command += [f"--seed_everything={seed}", f"--run.root={self.root}", f"--run.name={name}"]
-            command += [f"--data.init_args.shards={self.data}", *flags]
+            command = [sys.executable, "-m", "experiments.cli", "fit", *arguments]
+            command += [f"--run.root={self.root}", f"--run.name={name}"]
             print(f"Training {stage} {name} (seed {seed}, {json.dumps(overrides)})", flush=True)
             environment = {**os.environ, "WANDB_MODE": os.environ.get("WANDB_MODE", "offline")}
             if subprocess.run(command, env=environment, check=False).returncode != 0:
                 raise TableError(f"Training {stage} run {run_dir} failed; its log is above.")
         else:
             print(f"Reusing {stage} run {run_dir}", flush=True)
-        return checkpoint_path(run_dir)
+        return resolve_checkpoint(run_dir, f"{stage} checkpoint")
 
 
-def evaluate_row(table: dict, row: dict, seed: int, trainer: Trainer, out: Path, options) -> dict:
+def evaluate_row(table: dict, row: dict, seed: int, runs: TableRuns, out: Path, options) -> dict:
     """Means of every column for one row and seed (cached beside the table, keyed by the runs it used)."""
     from experiments.evaluation.split import evaluate_split
     from lightning_modules.mdn import load_landmark_mdn
@@ -110,14 +128,14 @@ def evaluate_row(table: dict, row: dict, seed: int, trainer: Trainer, out: Path,
     from lightning_modules.sync_scoring import SFESyncExpert, SyncNetScorer
 
     variant = row.get("variant", "model")
-    renderer_path = trainer.run("renderer", {}, seed)
-    expert_path = trainer.run("sfe", {}, int(table.get("expert_seed", 9001)))
+    renderer_path = runs.run("renderer", {}, seed)
+    expert_path = runs.run("sfe", {}, int(table.get("expert_seed", 9001)))
     mdn_path = None
     if variant == "model":
         sfe = row.get("sfe", {})
-        sfe_path = None if sfe is None else trainer.run("sfe", sfe, seed)
+        sfe_path = None if sfe is None else runs.run("sfe", sfe, seed)
         mdn_overrides = {**row.get("mdn", {}), "model.init_args.sfe_checkpoint": str(sfe_path) if sfe_path else None}
-        mdn_path = trainer.run("mdn", mdn_overrides, seed)
+        mdn_path = runs.run("mdn", mdn_overrides, seed)
     clips = evaluated_clips(table, options)
     key = json.dumps(
         [row["name"], variant, str(mdn_path), str(renderer_path), str(expert_path), clips, options.syncnet]
@@ -127,7 +145,7 @@ def evaluate_row(table: dict, row: dict, seed: int, trainer: Trainer, out: Path,
         return json.loads(cache.read_text())
     print(f"Evaluating row {row['name']} seed {seed}", flush=True)
     items = evaluate_split(
-        trainer.data,
+        runs.data,
         variant,
         load_landmark_mdn(mdn_path) if mdn_path else None,
         load_face_renderer(renderer_path),
@@ -136,6 +154,7 @@ def evaluate_row(table: dict, row: dict, seed: int, trainer: Trainer, out: Path,
         SyncNetScorer(options.syncnet) if options.syncnet else None,
         SFESyncExpert(expert_path),
         clips,
+        options.raw,
     )
     result = {"metrics": mean_metrics(items), "runs": {"mdn": str(mdn_path), "renderer": str(renderer_path)}}
     cache.parent.mkdir(parents=True, exist_ok=True)
@@ -233,22 +252,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="results/tables")
     parser.add_argument("--trainer", default="cpu", help="conf/trainer/<name>.yaml for every run")
     parser.add_argument("--syncnet", help="published SyncNet weights (syncnet_v2.model) for LSE-D / LSE-C")
+    parser.add_argument("--raw", help="the raw corpus the shards were made from, when it has moved (LSE's audio)")
     parser.add_argument("--eval-clips", type=int, help="test clips per row and seed (default: the table's)")
     parser.add_argument("--args", default="", help="extra LightningCLI flags for every run (part of its identity)")
     options = parser.parse_args(argv)
-    from datamodules.shards import ShardsError, read_index
+    from datamodules.shards import ShardsError, raw_corpus, read_index
     from lightning_modules.checkpoints import CheckpointError
 
     try:
         table = read_table(options.table)
         index = read_index(options.data)
-        trainer = Trainer(options.data, options.root, options.fast, options.trainer, shlex.split(options.args))
+        if options.syncnet:
+            raw_corpus(options.data, index, options.raw)  # LSE needs the clips' audio: say so before any training
+        runs = TableRuns(options.data, options.root, options.fast, options.trainer, shlex.split(options.args))
         out = Path(options.out)
         results = {row["name"]: [] for row in table["rows"]}
         for seed in range(options.seeds):
             for row in table["rows"]:
-                results[row["name"]].append(evaluate_row(table, row, seed, trainer, out, options))
-    except (TableError, ShardsError, CheckpointError) as error:
+                results[row["name"]].append(evaluate_row(table, row, seed, runs, out, options))
+    except (TableError, ShardsError, CheckpointError, RunError) as error:
         print(error, file=sys.stderr)
         return 2
     header = {

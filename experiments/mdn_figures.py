@@ -25,7 +25,7 @@ from datamodules.mdn import LandmarkDataModule
 from datamodules.shards import read_index
 from datamodules.synthetic import read_marker
 from datamodules.synthetic.speakers import HELD_OUT_VOICE
-from experiments.evaluate import checkpoint_path
+from lightning_modules.checkpoints import resolve_checkpoint
 from lightning_modules.mdn import LandmarkMDN, load_landmark_mdn
 
 COLUMNS = {  # logged name -> table heading
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         groups = speaker_groups(options.data)
         for run in options.runs:
             label, _, path = run.rpartition("=")
-            model = load_landmark_mdn(checkpoint_path(path))
+            model = load_landmark_mdn(resolve_checkpoint(path, "MDN checkpoint"))
             rows.setdefault(label or Path(path).name, []).append(
                 {
                     name: figures(model, options.data, split, speakers, options.frames)

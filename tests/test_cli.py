@@ -1,4 +1,4 @@
-"""The shared CLI plumbing (experiments/cli.py), driven by the toy module of tests/toy.py."""
+"""The shared CLI plumbing (experiments/cli/), driven by the toy module of tests/toy.py."""
 
 import json
 import time

@@ -73,11 +73,14 @@ def cell(value: float | None, note: str | None = None) -> str:
     return f"{value:.4g}"
 
 
-def write_report(name: str, out: Path, metrics: dict, notes: dict, items: list[dict], header: dict) -> Path:
-    """Writes ``<out>/<name>.json`` (metrics, notes, per-item values, header) and ``<out>/<name>.md``."""
+def write_report(
+    name: str, out: Path, metrics: dict, notes: dict, items: list[dict], header: dict, skipped: list[dict] = ()
+) -> Path:
+    """Writes ``<out>/<name>.json`` (metrics, notes, per-item values, the ``skipped`` items with their reasons,
+    header) and ``<out>/<name>.md``."""
     out.mkdir(parents=True, exist_ok=True)
     header = {"name": name, "commit": commit(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), **header}
-    record = {**header, "metrics": metrics, "not_computed": notes, "items": items}
+    record = {**header, "metrics": metrics, "not_computed": notes, "items": items, "skipped": list(skipped)}
     (out / f"{name}.json").write_text(json.dumps(record, indent=2, default=float) + "\n")
     shown = [column for column in COLUMNS if column in metrics or column in notes]
     lines = [f"# Evaluation {name}", "", ", ".join(f"{key}: {value}" for key, value in header.items() if key != "name")]

@@ -15,7 +15,7 @@ import torch
 from datamodules import face
 from datamodules.audio import audio_windows
 from datamodules.media import MediaError, read_audio
-from datamodules.shards import decode_frames, read_index
+from datamodules.shards import decode_frames, raw_corpus, read_index, split_location
 from experiments.evaluation.measure import expert_inputs, mel_envelope, syncnet_boxes, track_faces
 from experiments.evaluation.videos import frame_metrics, landmark_metrics
 from lightning_modules.metrics import BestOfKDistance, SampleDiversity
@@ -27,17 +27,17 @@ RENDER_BATCH = 16
 
 
 def split_records(shards: str | Path, split: str = "test", limit: int | None = None) -> Iterator[dict]:
-    """The raw records (whole clips) of ``split`` in index order."""
+    """The raw records (whole clips) of ``split`` in index order; ``shards`` is a folder or a URL (``s3://...``)."""
     from litdata import StreamingDataset
 
-    dataset = StreamingDataset(str(Path(shards) / split), shuffle=False)
+    dataset = StreamingDataset(split_location(shards, split), shuffle=False)
     for position in range(min(len(dataset), limit or len(dataset))):
         yield dataset[position]
 
 
-def raw_audio(index: dict, clip: str) -> np.ndarray | None:
-    """The clip's 16 kHz audio from the raw corpus the shards were made from, when it is still there."""
-    found = sorted(Path(index.get("raw") or "/nonexistent").glob(f"{clip}.*"))
+def raw_audio(raw: Path, clip: str) -> np.ndarray | None:
+    """The clip's 16 kHz audio from the raw corpus ``raw`` the shards were made from; None when it is unreadable."""
+    found = sorted(path for path in raw.glob(f"{clip}.*") if not path.name.endswith(".json"))
     try:
         return read_audio(found[0]) if found else None
     except MediaError:
@@ -137,12 +137,16 @@ def evaluate_split(
     syncnet: SyncNetScorer | None = None,
     expert: SFESyncExpert | None = None,
     limit: int | None = None,
+    raw: str | Path | None = None,
 ) -> list[dict]:
-    """Per-clip metrics (each with its ``clip`` name) of ``variant`` over the clips of ``split``."""
-    index = read_index(shards)
+    """Per-clip metrics (each with its ``clip`` name) of ``variant`` over the clips of ``split``.
+
+    With ``syncnet``, the clips' audio comes from the raw corpus (:func:`datamodules.shards.raw_corpus`: ``raw`` or
+    the one ``index.json`` records); a ShardsError says so before any work when it is not there."""
+    corpus = raw_corpus(shards, read_index(shards), raw) if syncnet is not None else None
     items = []
     for record in split_records(shards, split, limit):
-        audio = raw_audio(index, record["clip"]) if syncnet is not None else None
+        audio = raw_audio(corpus, record["clip"]) if corpus is not None else None
         values = clip_metrics(record, variant, mdn, renderer, samples, syncnet, expert, audio)
         items.append({"clip": record["clip"], **values})
     return items
