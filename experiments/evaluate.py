@@ -82,6 +82,10 @@ def evaluate_videos(videos: Path, truth: Path | None, syncnet, expert) -> tuple[
 
 def run(options: argparse.Namespace) -> tuple[Path, list[dict]]:
     """Evaluates what ``options`` names and writes the report; returns the JSON path and the skipped videos."""
+    if not options.videos:
+        index = read_index(options.data)  # a missing or foreign shards folder fails here, with its one sentence
+        if options.syncnet:
+            raw_corpus(options.data, index, options.raw)  # LSE needs the clips' audio: say so before any work
     syncnet, expert = scorers(options.syncnet, options.sync_expert)
     notes = not_computed_notes(syncnet is not None, expert is not None)
     skipped = []
@@ -94,9 +98,6 @@ def run(options: argparse.Namespace) -> tuple[Path, list[dict]]:
     else:
         from experiments.evaluation.split import evaluate_split
 
-        index = read_index(options.data)  # a missing or foreign shards folder fails here, with its one sentence
-        if syncnet is not None:
-            raw_corpus(options.data, index, options.raw)  # LSE needs the clips' audio: say so before any work
         mdn_path = renderer_path = mdn = renderer = None
         if options.variant == "model":
             if not options.mdn:

@@ -6,6 +6,7 @@ of one clip), their landmarks ``[B, 68, 3]`` in crop pixels, and ``speaker [B]``
 and calls :meth:`FaceRenderer.render`.
 """
 
+import inspect
 from pathlib import Path
 
 import torch
@@ -38,7 +39,9 @@ NET_PREFIX = "net."
 PERCEPTUAL_PREFIX = "perceptual."
 EXPECTED = "a renderer checkpoint (written by lightning_modules.renderer.FaceRenderer)"
 ADDED_ARGUMENTS = ("paint_margin", "paint_gain")
-"""FaceRenderer arguments newer than the first checkpoints: those get the default (the old behaviour) when loaded."""
+"""Net arguments newer than the first checkpoints: those get WarpRefineRenderer's default (the old behaviour)."""
+NET_ARGUMENTS = tuple(inspect.signature(WarpRefineRenderer).parameters)
+"""FaceRenderer's arguments that build the net, passed on by name."""
 VARIANTS = {"": "output", "_warp": "warped", "_copy": "reference"}  # metric suffix -> what is compared
 MOUTH_SIZE = 64  # side of the mouth crops that metrics and the mouth loss compare
 
@@ -51,6 +54,41 @@ class FaceRenderer(LightningModule):
     (``perceptual_network`` vgg16 or vgg19; never downloaded), and ``gan_weight`` hinge PatchGAN (0: off).
     Validation and test log PSNR and SSIM over the crop and the mouth box for the output, for the warp alone
     (``_warp``) and for a copy of the reference (``_copy``), and save a preview grid per validation epoch.
+    The defaults are the configuration that ``make train-renderer`` trains (``conf/renderer.yaml`` sets none of
+    them): this signature is their one source.
+
+    Args:
+        size: crop side (the data contract's face crop).
+        grid_size: the spline is evaluated on a grid_size x grid_size lattice and upsampled.
+        anchors: pinned points per crop border side: the background and the crop edge stay.
+        regularisation: spline ridge: coinciding points (a closed mouth's inner lips) meet halfway.
+        sketch_size: target landmark sketch resolution (5 part channels + the filled inner mouth).
+        sketch_sigma: sketch line width, crop pixels.
+        width: U-Net base width (width, 2 width, 4 width, 4 width at 1/2 ... 1/16 resolution).
+        levels: U-Net levels.
+        blocks: residual blocks at the U-Net's bottom.
+        flow: a predicted flow correction on top of the spline.
+        max_flow: the largest flow correction, normalised units (0.05 is 6 px at 256).
+        mask_bias: the mask's starting logit (-2: paint 88% inside the paint region; residual and flow start at 0,
+            so an untrained net renders the warp).
+        paint_margin: the residual paints only within about this many crop pixels of the target's inner mouth;
+            None: anywhere (checkpoints older than the option load with None).
+        paint_gain: scales the residual head's logits (its weights start at 0): paints the open mouth in fewer
+            steps (checkpoints older than the option load with 1).
+        l1_weight: weight of the L1 loss over the crop.
+        ssim_weight: weight of 1 - SSIM over the crop.
+        mouth_weight: weight of L1 over the mouth box again: a small part of the crop and the part that matters.
+        perceptual_weights: path to a torchvision VGG-16/19 state dict to add the perceptual term (never
+            downloaded).
+        perceptual_network: vgg16 or vgg19.
+        perceptual_weight: weight of the perceptual term.
+        gan_weight: > 0 adds a hinge PatchGAN term (manual optimisation, a second Adam).
+        discriminator_width: PatchGAN base width.
+        discriminator_layers: PatchGAN layers.
+        lr: Adam learning rate.
+        weight_decay: Adam weight decay.
+        gradient_clip: gradient norm clip (the trainer's setting wins when given).
+        preview_rows: rows of the per-epoch preview grid (runs/renderer/<name>/previews/, W&B).
     """
 
     def __init__(
@@ -66,12 +104,12 @@ class FaceRenderer(LightningModule):
         blocks: int = 1,
         flow: bool = True,
         max_flow: float = 0.05,
-        mask_bias: float = 0.0,
-        paint_margin: float | None = None,
-        paint_gain: float = 1.0,
+        mask_bias: float = -2.0,
+        paint_margin: float | None = 4.0,
+        paint_gain: float = 4.0,
         l1_weight: float = 1.0,
         ssim_weight: float = 1.0,
-        mouth_weight: float = 1.0,
+        mouth_weight: float = 4.0,
         perceptual_weights: str | None = None,
         perceptual_network: str = "vgg19",
         perceptual_weight: float = 0.1,
@@ -85,10 +123,7 @@ class FaceRenderer(LightningModule):
     ):
         super().__init__()
         self.save_hyperparameters()
-        self.net = WarpRefineRenderer(
-            size, grid_size, anchors, regularisation, sketch_size, sketch_sigma, width, levels, blocks, flow,
-            max_flow, mask_bias, paint_margin, paint_gain,
-        )  # fmt: skip
+        self.net = WarpRefineRenderer(**{name: self.hparams[name] for name in NET_ARGUMENTS})
         self.perceptual = PerceptualLoss(perceptual_weights, perceptual_network) if perceptual_weights else None
         self.discriminator = None
         if gan_weight > 0:
@@ -255,7 +290,7 @@ def load_face_renderer(path: str | Path) -> FaceRenderer:
     sentence.
     """
     checkpoint = read_stage_checkpoint(path, STAGE, EXPECTED)
-    checkpoint = with_default_hyperparameters(checkpoint, FaceRenderer, ADDED_ARGUMENTS)
+    checkpoint = with_default_hyperparameters(checkpoint, WarpRefineRenderer, ADDED_ARGUMENTS)
     arguments = constructor_arguments(WarpRefineRenderer, checkpoint, path, EXPECTED)
     model = FaceRenderer(**arguments, perceptual_weights=None, gan_weight=0.0)
     load_sub_state_dict(model.net, checkpoint, NET_PREFIX, path, EXPECTED)

@@ -1,5 +1,6 @@
 """Shared fixtures, built once per test session: the tiny corpus every data test starts from."""
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -36,3 +37,42 @@ def embedded_shards(tmp_path_factory) -> Path:
     shards = root / "shards"
     preprocess(ensure_default_corpus(root / "corpus"), "lrs3", shards, workers=2, progress=False)
     return shards
+
+
+@pytest.fixture
+def s3_endpoint(monkeypatch):
+    """An S3 server on 127.0.0.1 (moto in server mode: the real protocol, not a mock of the client) and the
+    environment that boto3, LitData and obstore read its address from."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    environment = {
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ALLOW_HTTP": "true",  # obstore (LitData's chunk downloads) refuses a plain-http endpoint without it
+    }
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    yield environment["AWS_ENDPOINT_URL"]
+    server.stop()
+
+
+@pytest.fixture
+def s3_shards(synthetic_shards, s3_endpoint) -> str:
+    """The session's shards uploaded to a fresh bucket of the S3 test server: their ``s3://`` URL."""
+    import boto3
+
+    bucket = f"shards-{uuid.uuid4().hex[:12]}"  # a fresh URL: LitData's local chunk cache is keyed by it
+    client = boto3.client("s3")
+    client.create_bucket(Bucket=bucket)
+    for path in synthetic_shards.rglob("*"):
+        relative = path.relative_to(synthetic_shards)
+        if path.is_file() and relative.parts[0] in ("index.json", "train", "val", "test"):
+            client.upload_file(str(path), bucket, f"corpora/synthetic/{relative.as_posix()}")
+    return f"s3://{bucket}/corpora/synthetic"

@@ -186,16 +186,91 @@ def test_an_unnamed_single_process_gets_a_timestamp_and_an_unidentified_launch_i
         start_process(monkeypatch, {"WORLD_SIZE": "2", "RANK": "{rank}"}, 0, "20260101-120000")
 
 
-def test_unknown_config_key_fails_with_lightning_cli_error(tmp_path, capsys):
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("model:\n  init_args:\n    hidden_sizez: 3\n")
+@pytest.mark.parametrize(
+    ("flags", "yaml_text", "line"),
+    [
+        (
+            [],
+            "model:\n  init_args:\n    featurs: 3\n",
+            "model.init_args.featurs (did you mean model.init_args.features?)",
+        ),
+        ([], "trainr:\n  max_epochs: 3\n", "trainr.max_epochs (did you mean trainer.max_epochs?)"),
+        (["--trainer.max_epochz", "3"], None, "trainer.max_epochz (did you mean trainer.max_epochs?)"),
+        (
+            ["--data.init_args.batch_sise", "3"],
+            None,
+            "data.init_args.batch_sise (did you mean data.init_args.batch_size?)",
+        ),
+    ],
+    ids=["model-key-in-a-file", "group-in-a-file", "trainer-flag", "data-flag"],
+)
+def test_a_misspelled_config_key_is_one_line_with_the_closest_valid_key(tmp_path, capsys, flags, yaml_text, line):
+    if yaml_text is not None:
+        (tmp_path / "bad.yaml").write_text(yaml_text)
+        flags = ["--config", str(tmp_path / "bad.yaml")]
     with pytest.raises(SystemExit) as exit_info:
-        parse(*BASE, "--config", TOY, "--config", str(bad))
-    assert exit_info.value.code != 0
-    assert "hidden_sizez" in capsys.readouterr().err
+        main(["fit", *BASE, "--config", TOY, *flags, "--run.root", str(tmp_path / "runs")])
+    assert exit_info.value.code == 1
+    error = capsys.readouterr().err.strip()
+    assert error == f"error: Unknown config key {line}; `python -m experiments.cli fit --help` lists every key.", error
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_value_of_the_wrong_type_names_its_key_in_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", *BASE, "--config", TOY, "--model.init_args.lr", "fast", "--run.root", str(tmp_path)])
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: Config key model.init_args.lr cannot take its value (") and "\n" not in error
+    assert "fast" in error and "usage" not in error
+
+
+def test_help_still_prints_the_usage(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *BASE, "--config", TOY, "--help"])
+    assert exit_info.value.code == 0 and "usage:" in capsys.readouterr().out
 
 
 def test_unknown_trainer_flag_fails(capsys):
     with pytest.raises(SystemExit):
         parse(*BASE, "--config", TOY, "--trainer.max_epochz", "3")
     assert "max_epochz" in capsys.readouterr().err
+
+
+def test_the_stage_configs_are_found_from_any_working_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    fit_args = ["fit", "--config", "conf/base.yaml", "--config", "conf/trainer/cpu.yaml", "--config", "conf/fast.yaml"]
+    main([*fit_args, "--config", TOY, "--run.root", str(tmp_path / "runs"), "--run.name", "elsewhere"])
+    assert (tmp_path / "runs" / "toy" / "elsewhere" / "metrics.json").is_file()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", "conf/nothing.yaml", "--config", TOY, "--run.root", str(tmp_path / "runs")])
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exit_info.value.code == 1 and error.startswith("error: conf/nothing.yaml is neither in the working folder")
+
+
+def test_a_bad_sfe_checkpoint_is_one_sentence_and_leaves_no_run_folder(synthetic_shards, tmp_path, capsys):
+    bad = tmp_path / "sfe.ckpt"
+    bad.write_text("garbage\n")
+    stage = ["--config", str(CONF / "trainer" / "cpu.yaml"), "--config", str(CONF / "mdn.yaml")]
+    arguments = ["fit", *BASE, *stage, "--data.shards", str(synthetic_shards), "--run.root", str(tmp_path / "runs")]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*arguments, "--model.init_args.sfe_checkpoint", str(bad)])
+    assert exit_info.value.code == 1
+    error = capsys.readouterr().err.strip()
+    assert error == (
+        f"error: Checkpoint {bad} cannot be read as a PyTorch checkpoint: it holds 8 bytes of text beginning "
+        "'garbage'; expected an SFE checkpoint (written by lightning_modules.sfe.SFEPretraining)."
+    ), error
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_stage_that_cannot_start_leaves_no_run_folder(synthetic_shards, tmp_path, capsys):
+    """Too few training clips for the batch size: the run fails as training starts, after the logger and the
+    checkpoint callback were made; the folder that they began goes with it, a run that trained keeps its own."""
+    stage = ["--config", str(CONF / "trainer" / "cpu.yaml"), "--config", str(CONF / "sfe.yaml")]
+    arguments = ["fit", *BASE, *stage, "--config", str(CONF / "fast.yaml"), "--data.shards", str(synthetic_shards)]
+    arguments += ["--data.init_args.batch_size", "64", "--run.root", str(tmp_path / "runs"), "--run.name", "big"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(arguments)
+    assert exit_info.value.code == 1
+    assert "fewer than batch_size 64" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not (tmp_path / "runs" / "sfe" / "big").exists()

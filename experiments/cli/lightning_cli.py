@@ -170,9 +170,15 @@ def main(args: list[str] | None = None) -> None:
             args = with_project_configs(args)
         MACLCLI(args=args, new_run_dirs=new_run_dirs, parser_kwargs={"exit_on_error": False})
     except CANNOT_START as error:
+        _finish_wandb()  # before its folder goes, and so that the sentence is the last line
         _remove_unstarted(new_run_dirs)
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(1) from None
     finally:
-        if wandb.run is not None:  # so that a second run in the same process gets its own W&B run
-            wandb.finish()
+        _finish_wandb()
+
+
+def _finish_wandb() -> None:
+    """Ends this process's W&B run, so that a second run in the same process gets its own."""
+    if wandb.run is not None:
+        wandb.finish()
