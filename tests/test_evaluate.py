@@ -90,3 +90,55 @@ def test_static_variant_over_the_test_split(synthetic_shards, tmp_path):
     assert metrics["lmd_mouth"] > 0 and metrics["lvd"] > 0  # a face that does not talk misses the speech
     assert 0 < metrics["ssim"] < 1 and metrics["psnr"] < PSNR_CAP
     assert report["not_computed"]["diversity"].startswith("not computed")
+
+
+def test_a_corrupt_video_is_skipped_with_its_reason_and_the_readable_ones_are_scored(
+    synthetic_corpus, tmp_path, capsys
+):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    shutil.copy(sorted(synthetic_corpus.rglob("*.mp4"))[0], videos / "good.mp4")
+    (videos / "broken.mp4").write_bytes(sorted(synthetic_corpus.rglob("*.mp4"))[0].read_bytes()[:2000])
+    assert main(["--name", "mixed", "--out", str(tmp_path / "out"), "--videos", str(videos)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: 1 video(s) could not be scored") and "broken.mp4 (" in error, error
+    assert error.count("\n") == 0 and "good.mp4" not in error
+    report = json.loads((tmp_path / "out" / "mixed.json").read_text())
+    assert [item["video"] for item in report["items"]] == ["good.mp4"]
+    assert [entry["video"] for entry in report["skipped"]] == ["broken.mp4"] and report["skipped"][0]["reason"]
+    assert report["metrics"]["mouth_sync_corr"] > 0.3  # the readable video was scored
+    assert "skipped: 1 (broken.mp4" in (tmp_path / "out" / "mixed.md").read_text()
+
+
+def test_the_split_of_shards_in_s3_is_evaluated_as_the_local_one(synthetic_shards, s3_shards, tmp_path):
+    """`make evaluate DATA=s3://...` (and the tables, which evaluate through the same evaluate_split)."""
+    common = ["--variant", "truth", "--limit", "2", "--out", str(tmp_path)]
+    assert main(["--name", "local", "--data", str(synthetic_shards), *common]) == 0
+    assert main(["--name", "remote", "--data", s3_shards, *common]) == 0
+    local, remote = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("local", "remote"))
+    assert remote["items"] == local["items"] and len(remote["items"]) == 2
+    assert remote["source"] == f"test split of {s3_shards}"
+
+
+def test_a_moved_raw_corpus_is_one_sentence_and_raw_finds_it(synthetic_shards, synthetic_corpus, tmp_path, capsys):
+    """LSE-D/C need the clips' audio from the raw corpus that index.json records: when it is gone, the command says
+    so before any work (it used to drop the audio, and the LSE columns with it, without a word)."""
+    moved = tmp_path / "shards"
+    shutil.copytree(synthetic_shards, moved)
+    index = json.loads((moved / "index.json").read_text())
+    index["raw"] = str(tmp_path / "gone")
+    (moved / "index.json").write_text(json.dumps(index))
+    syncnet = ["--syncnet", str(tmp_path / "syncnet_v2.model")]
+    arguments = ["--name", "lse", "--data", str(moved), "--variant", "static", *syncnet, "--out", str(tmp_path / "out")]
+    assert main(arguments) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"The raw corpus that {moved} was made from ({tmp_path / 'gone'}) is not here") and (
+        "RAW=<dir> (--raw)" in error and "\n" not in error
+    ), error
+    assert main([*arguments, "--raw", str(tmp_path / "elsewhere")]) == 2
+    assert (
+        capsys.readouterr().err.strip()
+        == f"The raw corpus folder {tmp_path / 'elsewhere'} (RAW=, --raw) does not exist."
+    )
+    assert main([*arguments, "--raw", str(synthetic_corpus)]) == 2  # past the raw corpus: to the missing weights
+    assert "syncnet_v2.model" in capsys.readouterr().err

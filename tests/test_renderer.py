@@ -249,3 +249,22 @@ def test_fast_training_on_the_embedded_corpus_beats_copy_and_warp_on_unseen_peop
     print(f"test-split mouth PSNR: {scores}")
     assert scores["renderer"] > scores["copy"] + 1, scores
     assert scores["renderer"] > scores["warp"] + 0.2, scores
+
+
+def test_the_python_defaults_are_what_conf_renderer_yaml_trains():
+    """One source: the signature's defaults (conf/renderer.yaml used to set mask_bias, paint_margin, paint_gain and
+    mouth_weight to other values than a FaceRenderer() had)."""
+    from experiments.cli import resolved_config
+
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    trained = resolved_config(["--config", str(conf / "base.yaml"), "--config", str(conf / "renderer.yaml")])
+    defaults = {name: value for name, value in FaceRenderer().hparams.items() if not name.startswith("_")}
+    assert trained["model"]["init_args"] == defaults
+    assert defaults["paint_margin"] == 4.0 and defaults["mask_bias"] == -2.0
+
+
+def test_every_net_argument_reaches_the_net_under_its_own_name():
+    values = dict(anchors=3, regularisation=0.02, max_flow=0.07, paint_margin=6.0, paint_gain=2.5)
+    net = FaceRenderer(**TINY, **values).net
+    assert (net.anchors, net.regularisation, net.max_flow, net.paint_margin, net.paint_gain) == tuple(values.values())
+    assert (net.size, net.grid_size) == (TINY["size"], TINY["grid_size"])

@@ -3,16 +3,18 @@
 import contextlib
 import io
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
 from experiments.cli import main as cli_main
-from experiments.make_tables import TableError, main, read_table, write_outputs
+from experiments.make_tables import TableError, TableRuns, main, read_table, write_outputs
 from lightning_modules.sync_scoring import SYNCNET_NOT_COMPUTED
 
-TABLES = sorted(Path("experiments/tables").glob("*.yaml"))
+ROOT = Path(__file__).resolve().parents[1]
+TABLES = sorted((ROOT / "experiments" / "tables").glob("*.yaml"))
 
 
 def _resolved(stage: str, overrides: dict) -> dict:
@@ -85,6 +87,36 @@ def test_outputs_give_mean_and_std_over_seeds_and_say_what_was_not_computed(tmp_
     csv = (tmp_path / "t.csv").read_text().splitlines()
     assert csv[0].startswith("row,label,lmd_mouth_mean,lmd_mouth_std") and csv[1].startswith('full,"Full",2,1.41421')
     assert (tmp_path / "t.png").stat().st_size > 1000
+
+
+def test_a_run_is_named_by_its_resolved_config_so_an_edited_conf_trains_anew(tmp_path, monkeypatch):
+    runs = TableRuns("data/shards/synthetic", str(tmp_path / "runs"), fast=False, trainer="cpu")
+
+    def name(overrides: dict | None = None, seed: int = 0) -> str:
+        return runs.run_name(runs.arguments("sfe", overrides or {}, seed))
+
+    first = name()
+    assert first.startswith("tbl-") and name() == first
+    assert len({first, name(seed=1), name({"model.init_args.memory": False})}) == 3
+    edited = tmp_path / "edited"
+    shutil.copytree(ROOT / "conf", edited / "conf")
+    monkeypatch.chdir(edited)  # the same file names, found in the working folder
+    sfe = edited / "conf" / "sfe.yaml"
+    sfe.write_text(sfe.read_text() + "# a comment changes nothing that is run\n")
+    assert name() == first
+    sfe.write_text(sfe.read_text().replace("    lr: 1.0e-4", "    lr: 3.0e-4"))
+    assert name() != first, "an edited conf/sfe.yaml must not reuse the runs of the old one"
+
+
+def test_tables_and_their_configs_are_found_from_any_working_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert read_table("experiments/tables/ablation.yaml")["name"] == "ablation"
+    configs = TableRuns("data", "runs", fast=True, trainer="cpu").configs("mdn")
+    assert [Path(config).relative_to(ROOT).as_posix() for config in configs] == [
+        "conf/base.yaml", "conf/trainer/cpu.yaml", "conf/mdn.yaml", "conf/fast.yaml", "conf/fast/mdn.yaml"
+    ]  # fmt: skip
+    with pytest.raises(TableError, match="Table file experiments/tables/nothing.yaml does not exist"):
+        read_table("experiments/tables/nothing.yaml")
 
 
 SMOKE = (
