@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from datamodules.mdn import LandmarkDataModule
-from datamodules.shards import read_index
+from datamodules.shards import ShardsError, raw_corpus, read_index
 from datamodules.synthetic import read_marker
 from datamodules.synthetic.speakers import HELD_OUT_VOICE
 from lightning_modules.checkpoints import resolve_checkpoint
@@ -42,39 +42,55 @@ COLUMNS = {  # logged name -> table heading
 }
 
 
-def corpus_marker(shards: str | Path) -> dict:
-    """The ``corpus.json`` of the generated corpus the shards were made from: each speaker's split, photo and
-    voice, and the held-out person and voice (empty when that corpus is gone or is not a generated one)."""
-    return read_marker(Path(read_index(shards).get("raw") or "/nonexistent")) or {}
+def corpus_marker(shards: str | Path, raw: str | Path | None = None) -> dict:
+    """The ``corpus.json`` of the generated corpus the shards were made from (``raw``, else where ``index.json``
+    says): each speaker's split, photo and voice, and the held-out person and voice. Empty for a corpus that is not a
+    generated one, and, with a one-sentence note, when the raw corpus is not there (its groups are then missing)."""
+    try:
+        corpus = raw_corpus(shards, read_index(shards), raw)
+    except ShardsError as error:
+        if raw is not None:
+            raise
+        print(f"note: {error}", file=sys.stderr)
+        return {}
+    return read_marker(corpus) or {}
 
 
-def held_out_voice_speakers(shards: str | Path) -> set[str]:
+def held_out_voice_speakers(shards: str | Path, raw: str | Path | None = None) -> set[str]:
     """Test speakers of an embedded corpus that speak with the held-out voice (empty when the raw corpus is gone
     or is not the embedded one)."""
-    marker = corpus_marker(shards)
+    return _voice_speakers(corpus_marker(shards, raw))
+
+
+def _voice_speakers(marker: dict) -> set[str]:
     voice = marker.get("held_out", {}).get("voice")
     speakers = marker.get("speakers", {}).items()
     return {speaker for speaker, about in speakers if voice and about["split"] == "test" and about["voice"] == voice}
 
 
-def validation_people(shards: str | Path) -> dict[str, set[str]]:
+def validation_people(shards: str | Path, raw: str | Path | None = None) -> dict[str, set[str]]:
     """Person -> the val speakers with that face, on an embedded corpus whose val split holds several people
     (empty otherwise): a mean over the split can hide one face that the model does not help."""
-    speakers = corpus_marker(shards).get("speakers", {})
+    return _people(corpus_marker(shards, raw), read_index(shards)["splits"]["val"])
+
+
+def _people(marker: dict, clips: list[str]) -> dict[str, set[str]]:
+    speakers = marker.get("speakers", {})
     people = {}
-    for clip in read_index(shards)["splits"]["val"]:  # a clip id is its path in the corpus; a folder is the speaker
+    for clip in clips:  # a clip id is its path in the corpus; a folder is the speaker
         for speaker in set(clip.split("/")) & set(speakers):
             people.setdefault(speakers[speaker]["photo"], set()).add(speaker)
     return people if len(people) > 1 else {}
 
 
-def speaker_groups(shards: str | Path) -> dict[str, tuple[str, set[str] | None]]:
+def speaker_groups(shards: str | Path, raw: str | Path | None = None) -> dict[str, tuple[str, set[str] | None]]:
     """Group name -> (split, the speakers kept, or None for all of the split)."""
+    marker = corpus_marker(shards, raw)
     groups = {"held-out speakers (val)": ("val", None)}
-    for person, speakers in sorted(validation_people(shards).items()):
+    for person, speakers in sorted(_people(marker, read_index(shards)["splits"]["val"]).items()):
         groups[f"held-out speakers: {person} (val)"] = ("val", speakers)
     groups["held-out person (test)"] = ("test", None)
-    voice = held_out_voice_speakers(shards)
+    voice = _voice_speakers(marker)
     if voice:
         groups[f"held-out voice ({HELD_OUT_VOICE})"] = ("test", voice)
     return groups
@@ -125,15 +141,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.mdn_figures", description=__doc__.split("\n")[0])
     parser.add_argument("runs", nargs="+", help="[label=]MDN run folder (its best checkpoint) or checkpoint file")
     parser.add_argument("--data", default="data/shards/synthetic", help="the shards the runs were trained on")
+    parser.add_argument("--raw", help="the raw corpus the shards were made from, when it has moved (speaker groups)")
     parser.add_argument("--frames", type=int, default=32, help="frames of the window centred in each clip")
     parser.add_argument("--out", help="also write the table (Markdown) and its figures (.json beside it) here")
     options = parser.parse_args(argv)
-    from datamodules.shards import ShardsError
     from lightning_modules.checkpoints import CheckpointError
 
     rows = {}
     try:
-        groups = speaker_groups(options.data)
+        groups = speaker_groups(options.data, options.raw)
         for run in options.runs:
             label, _, path = run.rpartition("=")
             model = load_landmark_mdn(resolve_checkpoint(path, "MDN checkpoint"))

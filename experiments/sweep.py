@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 from jsonschema import ValidationError
 
-from experiments.cli import wandb_logged_in
+from experiments.cli import RunError, project_file, wandb_logged_in
 
 ARGS_MACRO = "${args}"
 
@@ -36,7 +36,10 @@ class SweepError(ValueError):
 
 def read_sweep(path: str | Path) -> dict:
     """The sweep file at ``path``, checked against W&B's sweep schema; SweepError with one sentence when it is bad."""
-    path = Path(path)
+    try:
+        path = project_file(path)  # experiments/sweeps/... from any working folder
+    except RunError:
+        raise SweepError(f"Sweep file {path} does not exist.") from None
     if not path.is_file():
         raise SweepError(f"Sweep file {path} does not exist.")
     try:
@@ -110,10 +113,12 @@ def nested(parameters: dict) -> dict:
 
 
 def fast_flags(config: dict) -> list[str]:
-    """FAST=1 for a sweep: ``conf/fast.yaml`` and the FAST profile of the stage config its command names."""
+    """FAST=1 for a sweep: ``conf/fast.yaml`` and the FAST profile of the stage config its command names (found
+    from any working folder, as ``experiments.cli`` finds the command's own configs)."""
+    fast = project_file("conf/fast.yaml")
     stages = [Path(part) for part in config["command"] if str(part).startswith("conf/") and str(part).endswith(".yaml")]
-    profiles = [Path("conf/fast") / stage.name for stage in stages if (Path("conf/fast") / stage.name).is_file()]
-    return ["--config", "conf/fast.yaml", *(flag for profile in profiles for flag in ("--config", str(profile)))]
+    profiles = [fast.parent / "fast" / stage.name for stage in stages if (fast.parent / "fast" / stage.name).is_file()]
+    return ["--config", str(fast), *(flag for profile in profiles for flag in ("--config", str(profile)))]
 
 
 def _trial_metrics(root: Path, name: str) -> dict:
@@ -208,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         if options.where == "wandb":
             return run_wandb(options.sweep, options.count, options.project)
         run_local(options.sweep, options.count or 4, shlex.split(options.args), options.root, options.fast)
-    except SweepError as error:
+    except (SweepError, RunError) as error:
         print(error, file=sys.stderr)
         return 2
     return 0

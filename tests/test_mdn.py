@@ -474,6 +474,27 @@ def test_figures_split_the_held_out_speakers_by_person_when_they_are_several(tmp
     assert list(speaker_groups(shards)) == ["held-out speakers (val)", "held-out person (test)"]
 
 
+def test_a_moved_raw_corpus_is_said_in_one_sentence_and_raw_finds_its_speaker_groups(tmp_path, capsys):
+    """The speaker groups come from the raw corpus's corpus.json: when it moved, the figures say so (they used to
+    drop the groups without a word), and --raw gives them back."""
+    moved, shards = tmp_path / "moved", tmp_path / "shards"
+    moved.mkdir()
+    shards.mkdir()
+    people = {"spkA": "astronaut", "spkB": "camera"}
+    marker = {
+        "generator": "datamodules.synthetic",
+        "speakers": {speaker: {"split": "pretrain", "photo": photo} for speaker, photo in people.items()},
+    }
+    (moved / "corpus.json").write_text(json.dumps(marker))
+    index = {"raw": str(tmp_path / "raw"), "splits": {"val": ["pretrain/spkA/00001", "pretrain/spkB/00001"]}}
+    (shards / "index.json").write_text(json.dumps(index))
+    assert list(speaker_groups(shards)) == ["held-out speakers (val)", "held-out person (test)"]
+    note = capsys.readouterr().err.strip()
+    assert note.startswith(f"note: The raw corpus that {shards} was made from ({tmp_path / 'raw'}) is not here")
+    assert "--raw" in note and "\n" not in note
+    assert "held-out speakers: camera (val)" in speaker_groups(shards, moved)
+
+
 MDN_SEEDS = (1, 2, 3)
 
 

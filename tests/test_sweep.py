@@ -95,3 +95,12 @@ def test_local_sweep_runs_two_trials_and_writes_the_summary(embedded_shards, tmp
     best = yaml.safe_load((summary_dir / "best.yaml").read_text())
     assert best["model"]["init_args"]["lr"] == pytest.approx(summary["best"]["parameters"]["model.init_args.lr"])
     assert "Best:" in (summary_dir / "summary.md").read_text()
+
+
+def test_a_sweep_file_and_its_fast_profiles_are_found_from_any_working_folder(tmp_path, monkeypatch):
+    from experiments.sweep import fast_flags
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(tmp_path)
+    flags = fast_flags(read_sweep("experiments/sweeps/sfe.yaml"))
+    assert flags == ["--config", str(root / "conf" / "fast.yaml"), "--config", str(root / "conf" / "fast" / "sfe.yaml")]
