@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from experiments.cli import RunError
 from experiments.cli import main as cli_main
 from experiments.make_tables import TableError, TableRuns, main, read_table, write_outputs
 from lightning_modules.sync_scoring import SYNCNET_NOT_COMPUTED
@@ -106,6 +107,16 @@ def test_a_run_is_named_by_its_resolved_config_so_an_edited_conf_trains_anew(tmp
     assert name() == first
     sfe.write_text(sfe.read_text().replace("    lr: 1.0e-4", "    lr: 3.0e-4"))
     assert name() != first, "an edited conf/sfe.yaml must not reuse the runs of the old one"
+
+
+def test_a_misspelled_override_of_a_row_is_one_sentence_before_any_training(tmp_path):
+    runs = TableRuns("data/shards/synthetic", str(tmp_path / "runs"), fast=False, trainer="cpu")
+    with pytest.raises(RunError) as error:
+        runs.run("sfe", {"model.init_args.memroy": False}, 0)
+    assert str(error.value).startswith(
+        "Unknown config key model.init_args.memroy (did you mean model.init_args.memory?)"
+    )
+    assert not (tmp_path / "runs").exists()
 
 
 def test_tables_and_their_configs_are_found_from_any_working_folder(tmp_path, monkeypatch):

@@ -7,6 +7,8 @@ import inspect
 import re
 from argparse import ArgumentError, ArgumentParser
 
+from experiments.cli.errors import RunError
+
 HELP = "`python -m experiments.cli fit --help` lists every key"
 CLASS_OPTION = re.compile(
     r"Parser key \"([^\"]+)\".*?Problem with given class_path '([^']+)':\s*Option '([^']+)' is not accepted", re.S
@@ -14,7 +16,7 @@ CLASS_OPTION = re.compile(
 UNKNOWN_OPTION = re.compile(r"does not accept option '([^']+)'|unrecognized arguments: --([^\s=]+)")
 
 
-class ConfigError(ValueError):
+class ConfigError(RunError):
     """A config (file or flag) that the stage's classes do not take; the message is one sentence."""
 
 

@@ -24,7 +24,7 @@ from lightning_modules.checkpoints import CheckpointError
 
 LINKS = [("data.init_args.step_stride", "model.init_args.step_stride")]
 """Data settings that the model records (so the next stage knows them): linked when both classes take them."""
-CANNOT_START = (RunError, ShardsError, CheckpointError, ConfigError)
+CANNOT_START = (RunError, ShardsError, CheckpointError)  # a bad config key is a RunError (ConfigError)
 """Errors that mean a run cannot start as configured: one sentence, exit status 1, and no run folder left."""
 
 
@@ -129,7 +129,7 @@ class _ParseOnlyCLI(MACLCLI):
 def resolved_config(args: list[str]) -> dict:
     """The whole config that ``fit`` with ``args`` would run (every default filled in), as plain data; nothing is
     built. Config files are found as :func:`main` finds them."""
-    cli = _ParseOnlyCLI(args=with_project_configs(args), run=False)
+    cli = _ParseOnlyCLI(args=with_project_configs(args), run=False, parser_kwargs={"exit_on_error": False})
     return yaml.safe_load(cli.parser.dump(cli.config, skip_none=False))
 
 
