@@ -64,7 +64,8 @@ SWEEP ?= experiments/sweeps/sfe.yaml
 COUNT ?=
 
 # `make evaluate`: NAME (default evaluate-<time>), MDN / RENDERER (run folders or .ckpt, as for `make generate`), VARIANT=model|static|truth, or VIDEOS=<dir>
-# [TRUTH=<dir>]; SYNCNET=<syncnet_v2.model> for LSE-D/C; EXPERT=<separate SFE run> for the project's sync expert.
+# [TRUTH=<dir>]; SYNCNET=<syncnet_v2.model> for LSE-D/C (RAW=<corpus> when the raw corpus moved since `make data`);
+# EXPERT=<separate SFE run> for the project's sync expert. DATA may be a URL (s3://bucket/prefix), as for training.
 # `make tables`: TABLE=<experiments/tables/NAME.yaml stem> SEEDS=<n> FAST=1 EVAL_CLIPS=<test clips per row>.
 VARIANT ?= model
 VIDEOS ?=
@@ -163,12 +164,12 @@ evaluate: setup ## Metrics of checkpoints on the test split, or of VIDEOS=<dir>:
 	$(PY) -m experiments.evaluate --name $(or $(NAME),evaluate-$(shell date +%Y%m%d-%H%M%S)) $(if $(VIDEOS),--videos $(VIDEOS) $(if $(TRUTH),--truth $(TRUTH)),\
 		--data $(DATA) --variant $(VARIANT) $(if $(filter model,$(VARIANT)),--mdn $(MDN)) \
 		$(if $(wildcard $(RENDERER)),--renderer $(RENDERER))) \
-		$(if $(SYNCNET),--syncnet $(SYNCNET)) $(if $(EXPERT),--sync-expert $(EXPERT))
+		$(if $(SYNCNET),--syncnet $(SYNCNET)) $(if $(EXPERT),--sync-expert $(EXPERT)) $(if $(RAW),--raw $(RAW))
 
 tables: setup $(STAGE_DATA) ## A paper table: trains what is missing, evaluates, results/tables/TABLE.{md,csv,png} (TABLE, SEEDS, FAST=1)
 	$(PY) -m experiments.make_tables experiments/tables/$(TABLE).yaml --seeds $(SEEDS) $(if $(FAST),--fast) \
 		--data $(DATA) --trainer $(TRAINER) $(if $(SYNCNET),--syncnet $(SYNCNET)) $(if $(ARGS),--args "$(ARGS)") \
-		$(if $(EVAL_CLIPS),--eval-clips $(EVAL_CLIPS))
+		$(if $(EVAL_CLIPS),--eval-clips $(EVAL_CLIPS)) $(if $(RAW),--raw $(RAW))
 
 bench: setup ## Run the benchmarks (BENCH="sfe ..." for some, default all); tables printed and saved in bench/
 	$(PY) -m experiments.bench $(BENCH)
