@@ -123,9 +123,7 @@ def _written_by_packaging(folder: Path) -> bool:
     if (folder / PACKAGED_MARKER).is_file():
         return True
     entries = list(folder.iterdir())
-    return all(
-        entry.is_file() and any(entry.match(pattern) for pattern in LITDATA_FILE_PATTERNS) for entry in entries
-    )
+    return all(entry.is_file() and any(entry.match(pattern) for pattern in LITDATA_FILE_PATTERNS) for entry in entries)
 
 
 def _refuse_foreign_folder(target: Path) -> None:
