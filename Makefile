@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-# Conventions shared by every stage target (README, "Running a stage"):
+# Conventions shared by every stage target (docs/configuration.md):
 #   DATA=<shards dir>  NAME=<run name>  FAST=1  ARGS="<LightningCLI flags>"  TRAINER=cpu|gpu|ddp|ddp-cpu
 # No NAME: the CLI names the run (a timestamp; under SLURM or torchrun one name that every rank agrees on).
 NAME ?=
@@ -20,7 +20,7 @@ DEFAULT_DATA := data/shards/synthetic
 DATA ?= $(DEFAULT_DATA)
 STAGE_DATA = $(if $(filter $(DEFAULT_DATA),$(DATA)),$(DEFAULT_DATA)/index.json)
 
-# `make corpus`: the embedded synthetic corpus (README, "The embedded corpus"); FORCE=1 replaces one made
+# `make corpus`: the embedded synthetic corpus (docs/corpus.md); FORCE=1 replaces one made
 # with other arguments. The defaults are what `make data` builds when no corpus is given.
 OUT ?= data/corpus/synthetic
 LAYOUT ?= lrs3
