@@ -13,6 +13,8 @@ STAMP := $(VENV)/.installed
 # No NAME: the CLI names the run (a timestamp; under SLURM or torchrun one name that every rank agrees on).
 NAME ?=
 FAST ?=
+# RECIPE=real: conf/real/<stage>.yaml on top (speech augmentation, any-mouth references, the closure head; docs/mdn.md)
+RECIPE ?=
 ARGS ?=
 TRAINER ?= $(shell $(PY) -c "import torch; print('gpu' if torch.cuda.is_available() else 'cpu')")
 # Stage targets read DATA; at its default, the embedded corpus's shards, they build it first.
@@ -82,6 +84,7 @@ define fit
 $(PY) -m experiments.cli fit \
 	--config conf/base.yaml --config conf/trainer/$(TRAINER).yaml --config conf/$(1).yaml \
 	$(if $(FAST),--config conf/fast.yaml $(if $(wildcard conf/fast/$(1).yaml),--config conf/fast/$(1).yaml)) \
+	$(if $(RECIPE),$(if $(wildcard conf/$(RECIPE)/$(1).yaml),--config conf/$(RECIPE)/$(1).yaml)) \
 	$(if $(NAME),--run.name $(NAME)) $(2) $(ARGS)
 endef
 
