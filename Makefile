@@ -56,8 +56,10 @@ SAMPLES ?= 1
 MDN ?= runs/mdn/latest
 RENDERER ?= runs/renderer/latest
 GENERATE_OUT = $(if $(filter command line environment,$(origin OUT)),$(OUT),outputs/video.mp4)
-# `make demo`: the FAST=1 runs it trains (or reuses) are runs/<stage>/$(DEMO_RUN).
+# `make demo`: the FAST=1 runs it trains (or reuses) are runs/<stage>/$(DEMO_RUN), stages 1 and 2 in RECIPE=real
+# (the recipe of the shipped weights/, which `make weights` copies from these runs).
 DEMO_RUN ?= demo
+DEMO_RECIPE ?= real
 
 # `make sweep` / `make sweep-local`: SWEEP=<experiments/sweeps/*.yaml> COUNT=<trials>; FAST=1 and ARGS apply to
 # every local trial (its flags go before the swept ones, so the sweep's values win).
@@ -88,7 +90,7 @@ $(PY) -m experiments.cli fit \
 	$(if $(NAME),--run.name $(NAME)) $(2) $(ARGS)
 endef
 
-.PHONY: help setup test test-all lint corpus data pretrain-sfe train-mdn train-renderer generate demo evaluate tables sweep sweep-local bench clean
+.PHONY: help setup test test-all lint corpus data pretrain-sfe train-mdn train-renderer generate demo weights evaluate tables sweep sweep-local bench clean
 
 help: ## List the targets and the variables they take
 	@echo "Usage: make <target> [DATA=<shards>] [NAME=<run>] [FAST=1] [ARGS=\"--trainer.max_epochs 5\"]"
@@ -144,10 +146,10 @@ generate: setup ## A talking-head video: IMAGE=<photo> AUDIO=<speech> OUT=<video
 
 # The demo's FAST=1 runs: a finished run (its metrics.json) is reused; an interrupted one resumes.
 runs/sfe/$(DEMO_RUN)/metrics.json: | $(STAMP) $(DEFAULT_DATA)/index.json
-	$(MAKE) --no-print-directory pretrain-sfe FAST=1 NAME=$(DEMO_RUN)
+	$(MAKE) --no-print-directory pretrain-sfe FAST=1 RECIPE=$(DEMO_RECIPE) NAME=$(DEMO_RUN)
 
 runs/mdn/$(DEMO_RUN)/metrics.json: runs/sfe/$(DEMO_RUN)/metrics.json
-	$(MAKE) --no-print-directory train-mdn FAST=1 NAME=$(DEMO_RUN) SFE_CKPT=runs/sfe/$(DEMO_RUN)
+	$(MAKE) --no-print-directory train-mdn FAST=1 RECIPE=$(DEMO_RECIPE) NAME=$(DEMO_RUN) SFE_CKPT=runs/sfe/$(DEMO_RUN)
 
 runs/renderer/$(DEMO_RUN)/metrics.json: | $(STAMP) $(DEFAULT_DATA)/index.json
 	$(MAKE) --no-print-directory train-renderer FAST=1 NAME=$(DEMO_RUN)
@@ -157,6 +159,9 @@ demo: setup runs/mdn/$(DEMO_RUN)/metrics.json runs/renderer/$(DEMO_RUN)/metrics.
 	$(MAKE) --no-print-directory generate IMAGE=outputs/demo-photo.png AUDIO=outputs/demo-voice.wav OUT=outputs/demo.mp4 \
 		MDN=runs/mdn/$(DEMO_RUN) RENDERER=runs/renderer/$(DEMO_RUN)
 	$(PY) -m experiments.demo picture --photo outputs/demo-photo.png --video outputs/demo.mp4 --out outputs/demo.png
+
+weights: setup runs/mdn/$(DEMO_RUN)/metrics.json runs/renderer/$(DEMO_RUN)/metrics.json ## The shipped default models: weights/{mdn,renderer}.ckpt (+ .metrics.json) from make demo's runs
+	$(PY) -m experiments.weights --mdn runs/mdn/$(DEMO_RUN) --renderer runs/renderer/$(DEMO_RUN) --out weights
 
 sweep: setup ## W&B sweep on the W&B server + an agent here (SWEEP, COUNT); needs `wandb login`
 	$(PY) -m experiments.sweep wandb $(SWEEP) $(if $(COUNT),--count $(COUNT))
