@@ -20,10 +20,22 @@ class LandmarkBatch(TypedDict):
     reference_pose: torch.Tensor  # float32 [B, 6], the reference frame's absolute pose
     landmarks: torch.Tensor  # float32 [B, T, 68, 3], image-space landmarks in face-crop pixels (evaluation)
     mask: torch.Tensor  # float32 [B, T], 1 for real, valid frames; 0 for padding or long face gaps
+    lips_closed: torch.Tensor  # float32 [B, T], 1 where the lips are together (``lips_closed``)
     speaker: torch.Tensor  # int64 [B], index into LandmarkDataModule.speakers
 
 
 REFERENCES = ("closed", "any")
+CLOSED_SHARE = 0.35  # of the clip's opening range (most closed to 90th percentile) under which the lips are together
+
+
+def lips_closed(registered: np.ndarray, valid: np.ndarray, reference_index: int) -> np.ndarray:
+    """Whether the lips are together in each frame ``[T]`` (0/1): the inner-lip gap is within ``CLOSED_SHARE`` of
+    the clip's range above its most closed frame. Relative to the clip, because Face Mesh leaves a person-specific
+    gap between closed lips (about 0.05 inter-ocular units on one embedded-corpus face, 0.01 on another)."""
+    opening = face.mouth_opening(registered)
+    rest = opening[reference_index]
+    top = np.quantile(opening[valid], 0.9) if valid.any() else rest
+    return ((opening - rest) < CLOSED_SHARE * max(top - rest, 1e-6)).astype(np.float32)
 
 
 def reference_frame(registered: np.ndarray, valid: np.ndarray, window: np.ndarray, choice: str = "closed") -> int:
@@ -100,5 +112,8 @@ class LandmarkDataModule(ShardDataModule):
             "reference_pose": torch.from_numpy(reference_pose),
             "landmarks": torch.from_numpy(record["landmarks"][window]),
             "mask": torch.from_numpy(mask),
+            "lips_closed": torch.from_numpy(
+                lips_closed(record["registered"], valid, record["reference_index"])[window]
+            ),
             "speaker": speaker_index[record["speaker"]],
         }

@@ -73,8 +73,7 @@ class LandmarkMDN(LightningModule):
     model given time-shuffled audio (``shuffled/``), plus best-of-K and diversity of ``eval_samples`` samples,
     drawn at ``sample_temperature`` (``mdn_decoding.decode``).
     ``closure_weight`` > 0 (not in the published model, where it is 0) adds a head that predicts whether each
-    frame's lips are closed (true inner-lip gap under ``closed_opening``), trained by binary cross-entropy at this
-    weight; decoding then closes the lips where it is sure (``mdn_decoding.close_lips``), so that a p, b or m
+    frame's lips are together (the batch's ``lips_closed``), trained by binary cross-entropy at this weight; decoding then closes the lips where it is sure (``mdn_decoding.close_lips``), so that a p, b or m
     of one or two frames is not averaged away by the mixture and the smoothing.
     """
 
@@ -234,8 +233,7 @@ class LandmarkMDN(LightningModule):
         logged = {"loss": loss.loss, "nll": loss.nll, "dirichlet": loss.prior}
         total = loss.loss
         if "closure_logits" in mixture:
-            closed = (opening < self.hparams.closed_opening).float()
-            logged["closure_bce"] = closure_loss(mixture["closure_logits"], closed, batch["mask"])
+            logged["closure_bce"] = closure_loss(mixture["closure_logits"], batch["lips_closed"], batch["mask"])
             total = total + self.hparams.closure_weight * logged["closure_bce"]
             logged["loss"] = total
         for component in range(self.hparams.components):

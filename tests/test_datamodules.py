@@ -13,7 +13,7 @@ from litdata import StreamingDataset
 from torchvision.transforms.v2 import functional as F
 
 from datamodules import face
-from datamodules.mdn import LandmarkDataModule
+from datamodules.mdn import LandmarkDataModule, lips_closed
 from datamodules.renderer import RenderDataModule, training_pair
 from datamodules.sfe import SFEDataModule, augment_colours
 from datamodules.shards import ShardDataModule, ShardsError
@@ -254,6 +254,7 @@ def test_landmark_batches_follow_the_contract(synthetic_shards, split):
             "reference_pose": ((2, 6), torch.float32),
             "landmarks": ((2, 20, 68, 3), torch.float32),
             "mask": ((2, 20), torch.float32),
+            "lips_closed": ((2, 20), torch.float32),
             "speaker": ((2,), torch.int64),
         },
     )
@@ -476,3 +477,19 @@ def test_speech_augmentation_applies_after_transfer_and_only_in_training(synthet
     assert heard.shape == shipped["audio"].shape and (heard - shipped["audio"]).abs().mean() > 0.01
     datamodule.speech_augmentation = False
     assert torch.equal(datamodule.on_after_batch_transfer(shipped, 0)["audio"], shipped["audio"])
+
+
+def test_lips_closed_marks_the_bilabials_of_every_person_whatever_their_closed_gap(synthetic_corpus, synthetic_shards):
+    """``lips_closed`` is relative to each clip: Face Mesh leaves a person-specific gap between closed lips, so one
+    absolute threshold called the bilabials of one face open; against the generator's visemes it holds for all."""
+    shares = {"bilabial": [], "open": []}
+    for split in ("train", "val", "test"):
+        for record in landmark_records(synthetic_shards, split):
+            visemes = json.loads((synthetic_corpus / f"{record['clip']}.truth.json").read_text())["visemes"]
+            closed = lips_closed(record["registered"], record["valid"].astype(bool), record["reference_index"])
+            for kind in shares:
+                frames = [t for t, viseme in enumerate(visemes[: record["frames"]]) if viseme == kind]
+                shares[kind] += list(closed[frames])
+    assert np.mean(shares["bilabial"]) > 0.7 and np.mean(shares["open"]) < 0.1, {
+        k: np.mean(v) for k, v in shares.items()
+    }
