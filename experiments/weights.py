@@ -29,7 +29,7 @@ def shipped_checkpoint(stage: str) -> Path:
 
 def ship(run: str | Path, stage: str, out: Path) -> Path:
     """Writes ``out/<stage>.ckpt`` (the run's best checkpoint, slimmed) and ``out/<stage>.metrics.json``."""
-    source = resolve_checkpoint(run, f"{stage} checkpoint", f"train one with `make demo` or pass another run")
+    source = resolve_checkpoint(run, f"{stage} checkpoint", "train one with `make demo` or pass another run")
     checkpoint = read_stage_checkpoint(source, stage, EXPECTED[stage])
     out.mkdir(parents=True, exist_ok=True)
     target = out / f"{stage}.ckpt"

@@ -73,8 +73,9 @@ class LandmarkMDN(LightningModule):
     model given time-shuffled audio (``shuffled/``), plus best-of-K and diversity of ``eval_samples`` samples,
     drawn at ``sample_temperature`` (``mdn_decoding.decode``).
     ``closure_weight`` > 0 (not in the published model, where it is 0) adds a head that predicts whether each
-    frame's lips are together (the batch's ``lips_closed``), trained by binary cross-entropy at this weight; decoding then closes the lips where it is sure (``mdn_decoding.close_lips``), so that a p, b or m
-    of one or two frames is not averaged away by the mixture and the smoothing.
+    frame's lips are together (the batch's ``lips_closed``), trained by binary cross-entropy at this weight;
+    decoding then closes the lips where it is sure (``mdn_decoding.close_lips``), so that a p, b or m of one or
+    two frames is not averaged away by the mixture and the smoothing.
     """
 
     def __init__(
