@@ -9,8 +9,8 @@ import pytest
 
 from datamodules.face import CANONICAL_FACE, LOWER_INNER_LIP, UPPER_INNER_LIP
 from datamodules.media import FPS, SAMPLE_RATE, read_clip
-from experiments.evaluation.closure import frame_classes, measure_frames, speech_measures, track_measures
-from experiments.evaluation.measure import Track
+from experiments.evaluation.closure import frame_classes, measure_frames, shuffled_in_time, speech_measures
+from experiments.evaluation.measure import Track, mouth_opening_track
 
 # 2 s: silence, "ma", "pa", "fa", "ba", silence; every phone spans whole 40 ms frames.
 PHONES = [
@@ -56,6 +56,15 @@ def test_lips_closing_on_the_bilabials_score_zero_and_a_static_mouth_one():
     assert backwards["mouth_energy_r"] < -0.5
 
 
+def test_time_shuffled_lips_lose_the_closures_and_the_sync():
+    opening = _lips_follow_phones()
+    shuffled = shuffled_in_time(opening)
+    assert sorted(shuffled) == sorted(opening)  # the same motion, in another order
+    values = speech_measures(shuffled, _speech(opening), PHONES)
+    assert values["closure_ratio"] > 0.3
+    assert values["mouth_energy_r"] < 0.5
+
+
 def test_frames_without_a_face_are_left_out_and_counted():
     opening = _lips_follow_phones()
     opening[20:22] = np.nan  # the two frames of f
@@ -74,12 +83,12 @@ def test_a_landmark_track_that_closes_on_the_bilabials_scores_near_zero():
     closed = landmarks[:, UPPER_INNER_LIP, 1]  # the canonical mouth is a little open: shut it first
     landmarks[:, LOWER_INNER_LIP, 1] = closed + 30.0 * opening[:, None]
     landmarks[:, 55:60, 1] += 30.0 * opening[:, None]  # the outer lower lip moves with it
-    detected = np.ones(FRAMES, bool)
-    moving = track_measures(Track(landmarks.astype(np.float32), detected), _speech(opening), PHONES)
+    moving = speech_measures(mouth_opening_track(Track(landmarks, np.ones(FRAMES, bool))), _speech(opening), PHONES)
     assert moving["closure_ratio"] < 0.1
     assert moving["mouth_energy_r"] > 0.8
     still = np.repeat(landmarks[10:11], FRAMES, 0)  # held on an open vowel
-    assert track_measures(Track(still, detected), _speech(opening), PHONES)["closure_ratio"] == pytest.approx(1.0)
+    still_opening = mouth_opening_track(Track(still, np.ones(FRAMES, bool)))
+    assert speech_measures(still_opening, _speech(opening), PHONES)["closure_ratio"] == pytest.approx(1.0)
 
 
 def test_corpus_videos_close_on_their_bilabials_and_the_static_face_does_not(synthetic_corpus):

@@ -16,7 +16,7 @@ import numpy as np
 
 from datamodules.media import FPS, read_clip
 from datamodules.synthetic.articulation import frame_visemes, viseme_segments
-from experiments.evaluation.measure import Track, mouth_opening_track, track_faces
+from experiments.evaluation.measure import mouth_opening_track, track_faces
 from lightning_modules.video_metrics import mouth_audio_sync, speech_envelope
 
 CLOSURE_VISEMES = ("bilabial", "labiodental")  # p b m, f v
@@ -57,21 +57,29 @@ def speech_measures(opening: np.ndarray, audio: np.ndarray, phones: Phones, fps:
     }
 
 
-def track_measures(track: Track, audio: np.ndarray, phones: Phones, fps: float = FPS) -> dict[str, float]:
-    """:func:`speech_measures` of a MediaPipe track: the inner-lip gap in inter-ocular units."""
-    return speech_measures(mouth_opening_track(track), audio, phones, fps)
+def mouth_track(frames: np.ndarray) -> np.ndarray:
+    """MediaPipe's inner-lip gap ``[T]`` (inter-ocular units) of RGB uint8 frames ``[T, H, W, 3]``; NaN where no
+    face was found (all NaN for a video without any)."""
+    from datamodules.face import NoFaceError
+
+    try:
+        return mouth_opening_track(track_faces(frames))
+    except NoFaceError:
+        return np.full(len(frames), np.nan)
 
 
 def measure_frames(frames: np.ndarray, audio: np.ndarray, phones: Phones, fps: float = FPS) -> dict[str, float]:
     """The measures of RGB uint8 frames ``[T, H, W, 3]`` with their 16 kHz ``audio`` and its ``phones``;
     a video without any face scores NaN with a face share of 0."""
-    from datamodules.face import NoFaceError
+    return speech_measures(mouth_track(frames), audio, phones, fps)
 
-    try:
-        track = track_faces(frames)
-    except NoFaceError:
-        return speech_measures(np.full(len(frames), np.nan), audio, phones, fps)
-    return track_measures(track, audio, phones, fps)
+
+def shuffled_in_time(track: np.ndarray, block: int = 5, seed: int = 0) -> np.ndarray:
+    """``track`` ``[T]`` cut into blocks of ``block`` frames put back in a seeded random order: a mouth that moves
+    as much, but not in time with the speech (the time-shuffled baseline)."""
+    blocks = [track[start : start + block] for start in range(0, len(track), block)]
+    order = np.random.default_rng(seed).permutation(len(blocks))
+    return np.concatenate([blocks[index] for index in order]) if blocks else track
 
 
 def measure_video(path: str | Path, phones: Phones | None = None, transcript: str | None = None) -> dict[str, float]:

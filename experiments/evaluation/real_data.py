@@ -46,13 +46,13 @@ class Item:
 
 RECORDINGS = (
     Item("pyannote-talk", "speech", "pypi", "pyannote.audio", "pyannote/audio/sample/sample.wav", "dev",
-         "two people talking, conversational English, 16 kHz (seconds 0 to 12)", end=12.0),
+         "two people talking, conversational English (seconds 6.5 to 14.5)", start=6.5, end=14.5),
     Item("alsa-front-right", "speech", "deb", "alsa-utils", "/usr/share/sounds/alsa/Front_Right.wav", "dev",
          "a voice reads two words", transcript="front right"),
     Item("puredata-voice", "speech", "deb", "puredata-doc", "/usr/share/puredata/doc/sound/voice.wav", "dev",
          "a voice says a short phrase"),
     Item("pyannote-talk-late", "speech", "pypi", "pyannote.audio", "pyannote/audio/sample/sample.wav", "held-out",
-         "the same two people, other words (seconds 12 to 30)", start=12.0),
+         "the same two people, other words (seconds 18 to 26)", start=18.0, end=26.0),
     Item("apollo-11", "speech", "deb", "supercollider-common", "/usr/share/SuperCollider/sounds/a11wlk01.wav",
          "held-out", "Apollo 11 radio, band-limited and noisy"),
     Item("freedesktop-side-left", "speech", "deb", "sound-theme-freedesktop",
