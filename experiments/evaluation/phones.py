@@ -61,8 +61,11 @@ def _forced(pcm: bytes, transcript: str, name: str) -> Phones:
         raise AlignmentError(f"The transcript of {name} has no word or words the dictionary lacks: {unknown}.")
     decoder.set_align_text(" ".join(words))
     _decode(decoder, pcm)
-    decoder.set_alignment()
-    _decode(decoder, pcm)
+    try:
+        decoder.set_alignment()
+        _decode(decoder, pcm)
+    except RuntimeError:
+        raise AlignmentError(f"pocketsphinx could not align {name} to its transcript.") from None
     alignment = decoder.get_alignment()
     if alignment is None:
         raise AlignmentError(f"pocketsphinx could not align {name} to its transcript.")
