@@ -1,0 +1,196 @@
+"""``make evaluate-real``: lip sync as a person sees it, on real recordings and photos and on held-out TTS speakers.
+
+    python -m experiments.evaluate_real --name dev [--split dev|held-out] [--mdn runs/mdn/latest]
+        [--renderer runs/renderer/latest] [--corpus data/corpus/synthetic] [--corpus-clips 4]
+
+Generates (with :func:`experiments.generate.generate`) a video of every photo of the real-speech set's part
+(:mod:`experiments.evaluation.real_data`) saying every recording of it, and of the first frame of held-out TTS
+clips of the embedded corpus (its test split) saying their own audio; measures each with
+:mod:`experiments.evaluation.closure` (closure ratio, r(mouth, energy), face share) against the recording's phones
+(pocketsphinx) or the clip's sidecar, beside two baselines, the photo repeated (a static face) and the video's
+mouth shuffled in time against the speech (blocks of 200 ms: the chance level of the same motion), and, for corpus
+clips, the true video. Writes
+``results/real_speech/<name>.json`` and ``.md``; the videos stay in ``outputs/real_speech/<name>/``.
+"""
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile
+from PIL import Image
+
+from datamodules.face import NoFaceError
+from datamodules.media import SAMPLE_RATE, MediaError, read_audio, read_clip, read_video
+from datamodules.photo import PhotoError, load_photo
+from experiments.evaluation.closure import measure_frames, mouth_track, shuffled_in_time, speech_measures
+from experiments.evaluation.columns import commit
+from experiments.evaluation.phones import AlignmentError, align_phones
+from experiments.evaluation.real_data import MissingDataError, items, locate
+from experiments.generate import GenerationError, generate
+from lightning_modules.checkpoints import CheckpointError
+
+MEASURES = ("closure_ratio", "mouth_energy_r", "face_share")
+VARIANTS = ("model", "static", "shuffled", "truth")
+
+
+def evaluate_pair(
+    image: Path, audio: np.ndarray, phones: list, out: Path, models: dict, scratch: Path, truth: Path | None = None
+) -> dict:
+    """The measures of one photo saying one recording (the video written to ``out``), of the photo repeated, of the
+    video's mouth shuffled in time against the speech, and (for a corpus clip) of the true video."""
+    speech = scratch / "speech.wav"
+    soundfile.write(speech, audio, SAMPLE_RATE, subtype="PCM_16")
+    generate(image, speech, out, progress=False, report=lambda message: None, **models)
+    opening = mouth_track(read_video(out))
+    row = {
+        "model": speech_measures(opening, audio, phones),
+        "shuffled": speech_measures(shuffled_in_time(opening), audio, phones),
+    }
+    photo = load_photo(image)
+    row["static"] = measure_frames(np.broadcast_to(photo, (len(opening), *photo.shape)), audio, phones)
+    if truth is not None:
+        row["truth"] = measure_frames(read_clip(truth)[0], audio, phones)
+    return row
+
+
+def real_rows(split: str, models: dict, videos: Path, scratch: Path) -> list[dict]:
+    """One row per photo x recording of ``split`` of the real-speech set."""
+    recordings = [(item, locate(item)) for item in items("speech", split)]
+    photos = [(item, locate(item)) for item in items("photo", split)]
+    rows = []
+    for recording, path in recordings:
+        audio = read_audio(path)
+        stop = len(audio) if recording.end is None else int(recording.end * SAMPLE_RATE)
+        audio = audio[int(recording.start * SAMPLE_RATE) : stop]
+        phones = align_phones(audio, recording.transcript, name=str(path))
+        aligner = "forced to its transcript" if recording.transcript else "phone recognition"
+        for photo, image in photos:
+            print(f"Generating {photo.name} saying {recording.name}", flush=True)
+            row = evaluate_pair(image, audio, phones, videos / f"{photo.name}--{recording.name}.mp4", models, scratch)
+            rows.append({"video": f"{photo.name}--{recording.name}", "photo": photo.name, "recording": recording.name,
+                         "kind": "real", "phones": aligner, **row})  # fmt: skip
+    return rows
+
+
+def corpus_rows(corpus: Path, clips: int, models: dict, videos: Path, scratch: Path) -> list[dict]:
+    """One row per held-out TTS clip (the corpus's test split, speakers taken in turn): its first frame saying
+    its own audio, against its sidecar's phones and its true video."""
+    by_speaker: dict[str, list[Path]] = {}
+    for clip in sorted((corpus / "test").rglob("*.mp4")):
+        by_speaker.setdefault(clip.parent.name, []).append(clip)
+    chosen = [clip for group in zip(*by_speaker.values(), strict=False) for clip in group][:clips]
+    rows = []
+    for clip in chosen:
+        sidecar = json.loads(clip.with_name(f"{clip.stem}.truth.json").read_text())
+        phones = [tuple(phone) for phone in sidecar["phonemes"]]
+        frames, audio = read_clip(clip)
+        image = scratch / "reference.png"
+        Image.fromarray(frames[0]).save(image)
+        name = f"{clip.parent.name}-{clip.stem}"
+        print(f"Generating corpus clip {name}", flush=True)
+        row = evaluate_pair(image, audio, phones, videos / f"{name}.mp4", models, scratch, truth=clip)
+        rows.append({"video": name, "photo": "first frame", "recording": name, "kind": "corpus",
+                     "phones": "sidecar", **row})  # fmt: skip
+    return rows
+
+
+def means(rows: list[dict]) -> dict[str, dict[str, float]]:
+    """Mean of each measure per variant over ``rows`` (NaNs left out; a variant no row has is left out)."""
+    result = {}
+    for variant in VARIANTS:
+        present = [row[variant] for row in rows if variant in row]
+        if present:
+            values = {name: np.array([entry[name] for entry in present], np.float64) for name in MEASURES}
+            result[variant] = {
+                name: float(np.nanmean(column)) if np.isfinite(column).any() else float("nan")
+                for name, column in values.items()
+            }
+    return result
+
+
+def _cell(values: dict | None, name: str) -> str:
+    value = None if values is None else values.get(name)
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:.2f}"
+
+
+def _table(title: str, rows: list[tuple[str, dict]]) -> list[str]:
+    """Markdown rows: per label, each measure as model / static / shuffled / truth."""
+    header = "| " + title + " | " + " | ".join(f"{name} (model / static / shuffled / truth)" for name in MEASURES)
+    lines = [header + " |", "|---" * (len(MEASURES) + 1) + "|"]
+    for label, row in rows:
+        cells = [" / ".join(_cell(row.get(variant), name) for variant in VARIANTS) for name in MEASURES]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def write_report(name: str, out: Path, header: dict, rows: list[dict]) -> Path:
+    """Writes ``<out>/<name>.json`` (header, means per kind and per photo, rows) and ``<out>/<name>.md``."""
+    out.mkdir(parents=True, exist_ok=True)
+    kinds = {kind: means([row for row in rows if row["kind"] == kind]) for kind in ("real", "corpus")}
+    photos = {photo: means([row for row in rows if row["photo"] == photo])
+              for photo in dict.fromkeys(row["photo"] for row in rows if row["kind"] == "real")}  # fmt: skip
+    record = {**header, "means": kinds, "per_photo": photos, "rows": rows}
+    (out / f"{name}.json").write_text(json.dumps(record, indent=2, default=float, ensure_ascii=False) + "\n")
+    lines = [f"# Real-speech evaluation {name}", "", ", ".join(f"{key}: {value}" for key, value in header.items())]
+    lines += [
+        "",
+        "closure: inner-lip gap at p b m f v over that at open vowels (0: the lips close; 1: they do not move);",
+        "r: correlation of the mouth opening with the speech energy; face: share of frames with a face.",
+        "Each cell: model / static photo / the model's mouth shuffled in time / truth (n/a: none or not measurable).",
+        "",
+    ]
+    lines += _table("mean", [(kind, values) for kind, values in kinds.items() if values]) + [""]
+    lines += _table("photo (real recordings)", list(photos.items())) + [""]
+    lines += _table("video", [(row["video"], row) for row in rows])
+    (out / f"{name}.md").write_text("\n".join(lines).replace("closure_ratio", "closure").replace("mouth_energy_r", "r")
+                                    .replace("face_share", "face") + "\n")  # fmt: skip
+    return out / f"{name}.json"
+
+
+def run(options: argparse.Namespace) -> Path:
+    """Generates and measures what ``options`` names; returns the JSON report's path."""
+    from datamodules.synthetic import DEFAULT_OUT, ensure_default_corpus
+
+    models = {"mdn": options.mdn, "renderer": options.renderer}
+    videos = Path(options.videos or f"outputs/real_speech/{options.name}")
+    videos.mkdir(parents=True, exist_ok=True)
+    corpus = Path(options.corpus)
+    if options.corpus_clips and corpus == Path(DEFAULT_OUT):
+        ensure_default_corpus(corpus)
+    with tempfile.TemporaryDirectory(prefix="macl-real-") as scratch:
+        rows = real_rows(options.split, models, videos, Path(scratch))
+        if options.corpus_clips:
+            rows += corpus_rows(corpus, options.corpus_clips, models, videos, Path(scratch))
+    header = {"split": options.split, "mdn": options.mdn, "renderer": options.renderer, "commit": commit(),
+              "corpus": f"{options.corpus_clips} test clips of {corpus}", "videos": str(videos)}  # fmt: skip
+    return write_report(options.name, Path(options.out), header, rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m experiments.evaluate_real", description=__doc__.split("\n")[0])
+    parser.add_argument("--name", default="dev", help="report name: <out>/<name>.json and .md")
+    parser.add_argument("--split", default="dev", choices=("dev", "held-out"), help="part of the real-speech set")
+    parser.add_argument("--mdn", default="runs/mdn/latest", help="MDN checkpoint or run folder")
+    parser.add_argument("--renderer", default="runs/renderer/latest", help="renderer checkpoint or run folder")
+    parser.add_argument("--corpus", default="data/corpus/synthetic", help="the embedded corpus (its test split)")
+    parser.add_argument("--corpus-clips", type=int, default=4, help="held-out TTS clips to evaluate (0: none)")
+    parser.add_argument("--videos", help="folder of the generated videos (default outputs/real_speech/<name>)")
+    parser.add_argument("--out", default="results/real_speech", help="folder of the reports")
+    options = parser.parse_args(argv)
+    try:
+        path = run(options)
+    except (MissingDataError, AlignmentError, GenerationError, CheckpointError, PhotoError, NoFaceError,
+            MediaError, FileNotFoundError) as error:  # fmt: skip
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(path.with_suffix(".md").read_text())
+    print(f"Wrote {path} and {path.with_suffix('.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

