@@ -31,6 +31,7 @@ from datamodules import face
 from datamodules.media import MediaError, Speech, VideoStreamWriter, decode_speech
 from datamodules.photo import PhotoError, Reference, load_reference
 from experiments.streaming import CHUNK_FRAMES, OVERLAP_FRAMES, landmark_chunks
+from experiments.weights import shipped_checkpoint
 from lightning_modules import checkpoints
 from lightning_modules.checkpoints import CheckpointError
 
@@ -39,6 +40,7 @@ STAGES = {  # stage -> (its name in messages, the command that trains it, the fl
     "mdn": ("landmark MDN", "make train-mdn", "MDN=<checkpoint> (--mdn)"),
     "renderer": ("face renderer", "make train-renderer", "RENDERER=<checkpoint> (--renderer)"),
 }
+DEFAULT_RUNS = {"mdn": "runs/mdn/latest", "renderer": "runs/renderer/latest"}  # what --mdn and --renderer default to
 CHUNK_SEED_STRIDE = 1_000_003  # the seed of chunk c of sample k is seed + k + c * stride
 RENDER_BATCH = 8
 # The MDN under-predicts how far the mouth moves: on the embedded corpus's held-out speakers its opening spread as
@@ -53,8 +55,11 @@ class GenerationError(ValueError):
 
 def resolve_checkpoint(path: str | Path, stage: str) -> Path:
     """The checkpoint file that ``path`` names for ``stage`` (:func:`lightning_modules.checkpoints.resolve_checkpoint`:
-    the file itself, or a run folder's best checkpoint, else its ``checkpoints/last.ckpt``)."""
+    the file itself, or a run folder's best checkpoint, else its ``checkpoints/last.ckpt``); the default
+    ``runs/<stage>/latest``, when no run exists, is the repository's shipped ``weights/<stage>.ckpt``."""
     name, command, flag = STAGES[stage]
+    if Path(path) == Path(DEFAULT_RUNS[stage]) and not Path(path).exists() and shipped_checkpoint(stage).is_file():
+        return shipped_checkpoint(stage)
     return checkpoints.resolve_checkpoint(path, f"{name} checkpoint", f"train one with `{command}` or pass {flag}")
 
 
@@ -196,6 +201,10 @@ def generate(
         reference = load_reference(image)
         for message in reference.notes + [f"warning: {text}" for text in reference.warnings]:
             report(message)
+        if any(path.parent == shipped_checkpoint("mdn").parent for path in checkpoints):
+            report(
+                "note: no run of your own in runs/, so the models shipped in weights/ speak (`make demo` trains one)."
+            )
         models = Models.load(*checkpoints)
         done: list[Path] = []
         with tqdm(total=speech.frames * samples, unit="frame", desc="generate", disable=not progress) as bar:
@@ -219,8 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", default="max", choices=MODES, help="MDN inference: top component, mean, samples")
     parser.add_argument("--samples", type=int, default=1, help="K videos with seeds S..S+K-1 (--mode sample)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first sample")
-    parser.add_argument("--mdn", default="runs/mdn/latest", help="MDN checkpoint or run folder")
-    parser.add_argument("--renderer", default="runs/renderer/latest", help="renderer checkpoint or run folder")
+    parser.add_argument("--mdn", default=DEFAULT_RUNS["mdn"], help="MDN checkpoint or run folder")
+    parser.add_argument("--renderer", default=DEFAULT_RUNS["renderer"], help="renderer checkpoint or run folder")
     parser.add_argument("--chunk", type=int, default=CHUNK_FRAMES, help="frames generated at a time (memory bound)")
     parser.add_argument("--feather", type=float, default=0.1, help="paste-back edge, as a share of the crop side")
     parser.add_argument("--lip-gain", type=float, default=LIP_GAIN, help="lip motion x this (1: as predicted)")

@@ -1,0 +1,55 @@
+"""The shipped default models (experiments/weights.py) and generation's fall-back to them (experiments/generate.py)."""
+
+import json
+
+import pytest
+import torch
+
+from experiments import generate as generation
+from experiments import weights
+from lightning_modules.checkpoints import CheckpointError
+from lightning_modules.mdn import load_landmark_mdn
+from lightning_modules.renderer import load_face_renderer
+from tests.test_generate import tiny_runs  # noqa: F401  the fixture
+
+
+def test_shipping_keeps_what_generation_loads_and_drops_the_optimiser(tiny_runs, tmp_path):  # noqa: F811
+    for stage in ("mdn", "renderer"):
+        full = torch.load(tiny_runs[stage] / "checkpoints" / "last.ckpt", weights_only=True)
+        full["optimizer_states"] = [{"state": {0: {"exp_avg": torch.zeros(1000)}}}]
+        torch.save(full, tiny_runs[stage] / "checkpoints" / "last.ckpt")
+        (tiny_runs[stage] / "metrics.json").write_text(json.dumps({"val/psnr_mouth": 20.5}))
+    assert weights.main(["--mdn", str(tiny_runs["mdn"]), "--renderer", str(tiny_runs["renderer"]),
+                         "--out", str(tmp_path)]) == 0  # fmt: skip
+    shipped = torch.load(tmp_path / "mdn.ckpt", weights_only=True)
+    assert "optimizer_states" not in shipped and "state_dict" in shipped
+    mdn, renderer = load_landmark_mdn(tmp_path / "mdn.ckpt"), load_face_renderer(tmp_path / "renderer.ckpt")
+    original = load_landmark_mdn(tiny_runs["mdn"] / "checkpoints" / "last.ckpt")
+    for name, value in original.state_dict().items():
+        assert torch.equal(mdn.state_dict()[name], value), name
+    assert renderer is not None
+    record = json.loads((tmp_path / "renderer.metrics.json").read_text())
+    assert record["metrics"] == {"val/psnr_mouth": 20.5} and record["source_checkpoint"] == "last.ckpt"
+
+
+def test_a_missing_run_is_one_sentence(tmp_path, capsys):
+    assert weights.main(["--mdn", str(tmp_path / "none"), "--renderer", str(tmp_path), "--out", str(tmp_path)]) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and str(tmp_path / "none") in error[0]
+
+
+def test_generation_falls_back_to_the_shipped_models_only_for_the_default_run(tmp_path, monkeypatch):
+    shipped = tmp_path / "repository" / "weights"
+    shipped.mkdir(parents=True)
+    for stage in ("mdn", "renderer"):
+        (shipped / f"{stage}.ckpt").write_bytes(b"")
+    monkeypatch.setattr(weights, "SHIPPED", shipped)
+    monkeypatch.chdir(tmp_path)
+    assert generation.resolve_checkpoint("runs/mdn/latest", "mdn") == shipped / "mdn.ckpt"
+    assert generation.resolve_checkpoint("runs/renderer/latest", "renderer") == shipped / "renderer.ckpt"
+    with pytest.raises(CheckpointError, match="make train-mdn"):
+        generation.resolve_checkpoint("runs/mdn/mine", "mdn")
+    own = tmp_path / "runs" / "mdn" / "latest" / "checkpoints"
+    own.mkdir(parents=True)
+    (own / "last.ckpt").write_bytes(b"")
+    assert generation.resolve_checkpoint("runs/mdn/latest", "mdn").resolve() == own / "last.ckpt", "yours wins"
