@@ -45,12 +45,22 @@ def test_syncnet_embeds_both_streams_to_1024():
 
 
 def test_syncnet_scorer_loads_a_state_dict_and_refuses_others(tmp_path):
-    weights = tmp_path / "syncnet_v2.model"
-    torch.save(SyncNet().state_dict(), weights)
+    """The scorer runs the weights of the file it was given (not a fresh net): two files of two nets give two
+    scores, the same file twice the same score."""
+    weights, other = tmp_path / "syncnet_v2.model", tmp_path / "other_syncnet.model"
+    torch.manual_seed(0)
+    saved = SyncNet().state_dict()
+    torch.save(saved, weights)
+    torch.save(SyncNet().state_dict(), other)
     scorer = SyncNetScorer(weights)
-    crops = np.random.default_rng(0).integers(0, 255, (12, 224, 224, 3), dtype=np.uint8)
-    score = scorer.score(crops, np.zeros(12 * 640, np.float32), max_offset=3)
-    assert -3 <= score.offset <= 3 and np.isfinite(score.distance)
+    for name, value in scorer.net.state_dict().items():
+        assert torch.equal(value, saved[name]), name
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 255, (12, 224, 224, 3), dtype=np.uint8)
+    audio = (0.1 * rng.standard_normal(12 * 640)).astype(np.float32)
+    score = scorer.score(crops, audio, max_offset=3)
+    assert score.distance_at_zero == SyncNetScorer(weights).score(crops, audio, max_offset=3).distance_at_zero
+    assert score.distance_at_zero != SyncNetScorer(other).score(crops, audio, max_offset=3).distance_at_zero
     wrong = tmp_path / "other.model"
     torch.save({"weight": torch.zeros(3)}, wrong)
     with pytest.raises(CheckpointError, match="not a SyncNet state dict"):
