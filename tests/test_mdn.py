@@ -421,6 +421,12 @@ def test_mouth_correlation_is_within_clips_and_diversity_is_zero_for_identical_s
     diversity = SampleDiversity()
     diversity.update(true[None].expand(4, -1, -1, -1, -1), mask)
     assert diversity.compute().item() == 0
+    spread = true[None].repeat(3, 1, 1, 1, 1)
+    spread[1, ..., 0] += 0.3  # sample 1 moved 0.3 right, sample 2 0.4 down: pair distances 0.3, 0.4 and 0.5
+    spread[2, ..., 1] += 0.4
+    diversity = SampleDiversity()
+    diversity.update(spread, mask)
+    assert diversity.compute().item() == pytest.approx(0.4, abs=1e-5)
 
 
 # Learning on the embedded corpus
