@@ -500,8 +500,8 @@ def test_fast_mdn_on_the_embedded_corpus_follows_the_speech_of_held_out_speakers
     (``val/lmd_mouth``), the test split chose nothing. It is the held-out person (no training clip has her face),
     half of it speaking with the held-out voice (no training speaker's). Every seed's mouth beats the static
     reference, follows the speech and stops following it when the audio is shuffled; its mixture keeps every
-    component alive (weights near uniform, 0.32-0.36 in the README's runs) and its hypotheses apart (several
-    times M = 1's sampling spread). Over the seeds, as the README's tables report them (held-out person 21%
+    component alive (weights near uniform, 0.32-0.36 in docs/mdn.md's runs) and its hypotheses apart (several
+    times M = 1's sampling spread). Over the seeds, as docs/mdn.md's tables report them (held-out person 21%
     below static there): the mouth is at least 10% nearer the truth than the static reference (the shuffled
     audio's is 4%), M = 3's best of 5 is no further than M = 1, and on the held-out voice the mouth beats the
     static face and follows the speech."""
