@@ -274,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         print(error, file=sys.stderr)
         return 2
     header = {
-        "data set": f"{options.data} ({len(index['splits'].get('test', []))} test clips of held-out speakers; "
+        "data set": f"{options.data} ({len(index['splits'].get('test', []))} test clips of held-out speakers, a split "
+        "that chose nothing (val chose each run's best checkpoint); "
         f"evaluated per row and seed: {evaluated_clips(table, options) or 'all'})",
         "commit": commit(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

@@ -8,7 +8,8 @@ that share a label (seeds of one configuration) are shown as mean +- std. The fi
 diversity) on a window of ``--frames`` frames centred in each clip, for groups of speakers: the held-out
 speakers (the val split; on the embedded corpus also each person in it), the held-out person (the test split)
 and, on the embedded corpus, the held-out voice (the test speakers whose voice no training speaker uses, read
-from the corpus's ``corpus.json``).
+from the corpus's ``corpus.json``). The val split chose each run's best checkpoint: only the test rows are
+judged on data that chose nothing, and the table's caption says so.
 """
 
 import argparse
@@ -40,6 +41,11 @@ COLUMNS = {  # logged name -> table heading
     "val/diversity": "diversity",
     "val/nll": "NLL",
 }
+# Under every table: which figures were judged on data that chose nothing.
+CAPTION = (
+    "(val) rows are on the split whose `val/lmd_mouth` chose each run's best checkpoint, so they flatter it; "
+    "(test) rows and the held-out voice are on the test split, which chose nothing."
+)
 
 
 def corpus_marker(shards: str | Path, raw: str | Path | None = None) -> dict:
@@ -134,7 +140,7 @@ def table(rows: dict[str, list[dict[str, dict[str, float]]]]) -> str:
             lines.append(
                 f"| {label}{f' ({len(runs)} runs)' if len(runs) > 1 else ''} | {group} | " + " | ".join(cells) + " |"
             )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n\n" + CAPTION + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:

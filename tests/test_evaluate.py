@@ -4,10 +4,11 @@ shards per variant, and bad input ending with one sentence."""
 import json
 import shutil
 
+import cv2
 import numpy as np
 import pytest
 
-from datamodules.media import FPS, SAMPLE_RATE, write_video
+from datamodules.media import FPS, SAMPLE_RATE, read_clip, write_video
 from experiments.evaluate import main
 from experiments.evaluation.videos import landmark_metrics
 from lightning_modules.sync_scoring import SYNCNET_NOT_COMPUTED
@@ -47,10 +48,18 @@ def test_videos_against_themselves(synthetic_corpus, tmp_path, capsys):
     assert metrics["ssim"] == pytest.approx(1.0) and metrics["psnr"] == PSNR_CAP
     assert metrics["lmd_mouth"] == 0.0 and metrics["lvd"] == 0.0
     assert metrics["mouth_sync_corr"] > 0.3 and abs(metrics["mouth_sync_offset"]) <= 1
-    assert 0 < metrics["cpbd"] <= 1
     assert report["not_computed"]["lse_d"] == SYNCNET_NOT_COMPUTED
     table = (tmp_path / "self.md").read_text()
     assert "| LSE-D | not computed (needs SyncNet weights: --syncnet PATH)" in table
+
+    frames, audio = read_clip(clip)
+    blurred = tmp_path / "blurred"
+    (blurred / "a").mkdir(parents=True)
+    write_video(blurred / "a" / "clip.mp4", np.stack([cv2.GaussianBlur(f, (0, 0), 2.0) for f in frames]), audio)
+    assert main(["--name", "blurred", "--videos", str(blurred), "--truth", str(videos), "--out", str(tmp_path)]) == 0
+    soft = json.loads((tmp_path / "blurred.json").read_text())["metrics"]
+    assert soft["cpbd"] < 0.5 * metrics["cpbd"], (soft["cpbd"], metrics["cpbd"])  # sharpness of the face crops
+    assert soft["psnr"] < PSNR_CAP - 10 and soft["ssim"] < 0.95
 
 
 @pytest.mark.parametrize(

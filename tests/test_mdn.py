@@ -13,6 +13,7 @@ from lightning.pytorch import seed_everything
 from scipy.stats import norm
 
 from datamodules.mdn import LandmarkDataModule
+from datamodules.media import read_video
 from experiments.mdn_figures import figures, held_out_voice_speakers, masked_batches, speaker_groups
 from experiments.mdn_figures import main as mdn_figures_main
 from lightning_modules.checkpoints import CheckpointError, stamp_stage
@@ -420,6 +421,12 @@ def test_mouth_correlation_is_within_clips_and_diversity_is_zero_for_identical_s
     diversity = SampleDiversity()
     diversity.update(true[None].expand(4, -1, -1, -1, -1), mask)
     assert diversity.compute().item() == 0
+    spread = true[None].repeat(3, 1, 1, 1, 1)
+    spread[1, ..., 0] += 0.3  # sample 1 moved 0.3 right, sample 2 0.4 down: pair distances 0.3, 0.4 and 0.5
+    spread[2, ..., 1] += 0.4
+    diversity = SampleDiversity()
+    diversity.update(spread, mask)
+    assert diversity.compute().item() == pytest.approx(0.4, abs=1e-5)
 
 
 # Learning on the embedded corpus
@@ -448,6 +455,10 @@ def test_figures_per_speaker_group_mask_other_speakers_and_find_the_held_out_voi
     assert rows["held-out person (test)"]["val/static/lmd_mouth"] != rows[next(iter(rows))]["val/static/lmd_mouth"]
     assert (tmp_path / "figures.md").read_text().count("| tiny (2 runs) |") == 3
     assert "0.0000" in (tmp_path / "figures.md").read_text(), "std over two equal runs"
+    assert (
+        "(test) rows and the held-out voice are on the test split, which chose nothing"
+        in (tmp_path / "figures.md").read_text()
+    )
     assert mdn_figures_main([str(tmp_path / "absent.ckpt"), "--data", str(synthetic_shards)]) == 2
 
 
@@ -506,18 +517,21 @@ def mean_figures(runs: list[dict[str, float]]) -> dict[str, float]:
 @pytest.mark.slow
 def test_fast_mdn_on_the_embedded_corpus_follows_the_speech_of_held_out_speakers(embedded_shards, tmp_path):
     """FAST SFE pretraining, then FAST MDN (M = 3 and M = 1) with 3 seeds each on the embedded corpus, judged by
-    their best checkpoints (what `make generate` takes). Every seed's mouth beats the static reference on the
-    held-out speakers (the val split: a new voice of each training person), follows their speech and stops
-    following it when the audio is shuffled. Over the seeds, as docs/mdn.md's tables report them (one FAST MDN's
-    held-out-speaker mouth LMD spreads by about 3% of static from seed to seed): the mouth is 20% nearer the
-    truth than the static reference, M = 3's best of 5 is no further than M = 1, and on the held-out voice (a
-    test speaker whose voice no training speaker uses) the mouth beats the static face and follows the speech."""
+    their best checkpoints (what `make generate` takes) on the test split: the val split chose those checkpoints
+    (``val/lmd_mouth``), the test split chose nothing. It is the held-out person (no training clip has her face),
+    half of it speaking with the held-out voice (no training speaker's). Every seed's mouth beats the static
+    reference, follows the speech and stops following it when the audio is shuffled; its mixture keeps every
+    component alive (weights near uniform, 0.32-0.36 in docs/mdn.md's runs) and its hypotheses apart (several
+    times M = 1's sampling spread). Over the seeds, as docs/mdn.md's tables report them (held-out person 21%
+    below static there): the mouth is at least 10% nearer the truth than the static reference (the shuffled
+    audio's is 4%), M = 3's best of 5 is no further than M = 1, and on the held-out voice the mouth beats the
+    static face and follows the speech."""
     shards = ["--data.shards", str(embedded_shards)]
     sfe = fast_fit(tmp_path, "sfe", "fast", *shards)
     sfe_flag = ["--model.init_args.sfe_checkpoint", sfe.trainer.checkpoint_callback.best_model_path]
     voice = held_out_voice_speakers(embedded_shards)
     assert voice, "the embedded corpus has no test speaker with the held-out voice"
-    speakers, unseen_voice, single = [], [], []
+    person, unseen_voice, single = [], [], []
     for seed in MDN_SEEDS:
         seed_flag = ["--seed_everything", str(seed)]
         mixture = fast_fit(tmp_path, "mdn", f"m3-{seed}", *shards, *sfe_flag, *seed_flag)
@@ -525,21 +539,21 @@ def test_fast_mdn_on_the_embedded_corpus_follows_the_speech_of_held_out_speakers
                               "--model.init_args.components", "1")  # fmt: skip
         mixture = load_landmark_mdn(mixture.trainer.checkpoint_callback.best_model_path)
         regression = load_landmark_mdn(regression.trainer.checkpoint_callback.best_model_path)
-        speakers.append(figures(mixture, embedded_shards, "val"))
+        person.append(figures(mixture, embedded_shards, "test"))
         unseen_voice.append(figures(mixture, embedded_shards, "test", voice))
-        single.append(figures(regression, embedded_shards, "val"))
-        print({"seed": seed, "M=3 held-out speakers": speakers[-1], "M=3 held-out voice": unseen_voice[-1],
-               "M=1 held-out speakers": single[-1]})  # fmt: skip
-    assert (tmp_path / "mdn" / "m3-1" / "metrics.json").is_file()
-    assert list((tmp_path / "mdn" / "m3-1" / "pictures").glob("*.mp4")), "no landmark animation was written"
-    for seed, run in zip(MDN_SEEDS, speakers, strict=True):
+        single.append(figures(regression, embedded_shards, "test"))
+        print({"seed": seed, "M=3 held-out person": person[-1], "M=3 held-out voice": unseen_voice[-1],
+               "M=1 held-out person": single[-1]})  # fmt: skip
+    pictures = sorted((tmp_path / "mdn" / "m3-1" / "pictures").glob("*.mp4"))
+    assert pictures and len(read_video(pictures[-1])) == 32, "the landmark animation shows the 32-frame window"
+    for seed, run, regression in zip(MDN_SEEDS, person, single, strict=True):
         assert run["val/lmd_mouth"] < run["val/static/lmd_mouth"], f"seed {seed}"
         assert run["val/mouth_corr"] >= 0.5 and run["val/shuffled/mouth_corr"] < 0.2, f"seed {seed}"
-        assert run["val/diversity"] > 0, f"seed {seed}"
-        assert all(run[f"val/weight_{component}"] > 0.05 for component in range(3)), f"seed {seed}"
+        assert run["val/diversity"] >= 2 * regression["val/diversity"], f"seed {seed}: the hypotheses collapsed"
+        assert all(run[f"val/weight_{component}"] >= 0.2 for component in range(3)), f"seed {seed}: a dead component"
 
-    speakers, unseen_voice, single = mean_figures(speakers), mean_figures(unseen_voice), mean_figures(single)
-    assert speakers["val/lmd_mouth"] <= 0.8 * speakers["val/static/lmd_mouth"]
-    assert speakers["val/best_of_k_lmd_mouth"] <= single["val/lmd_mouth"]
+    person, unseen_voice, single = mean_figures(person), mean_figures(unseen_voice), mean_figures(single)
+    assert person["val/lmd_mouth"] <= 0.9 * person["val/static/lmd_mouth"]
+    assert person["val/best_of_k_lmd_mouth"] <= single["val/lmd_mouth"]
     assert unseen_voice["val/lmd_mouth"] < unseen_voice["val/static/lmd_mouth"]
     assert unseen_voice["val/mouth_corr"] > unseen_voice["val/shuffled/mouth_corr"] + 0.3

@@ -108,8 +108,22 @@ def test_a_training_step_runs_with_and_without_memory(memory):
     assert readout == ("MemoryBank" if memory else "LinearReadout")
 
 
+def identity_chance(speakers: torch.Tensor) -> float:
+    """Top-1 chance of the identity match for a batch's speaker ids ``[B]``: the mean over queries of one over
+    the candidates left once the other clips of the query's speaker are masked out (as the speaker loss does)."""
+    same_speaker = (speakers[:, None] == speakers[None, :]).sum(1)  # [B], the query's own clip included
+    return (1.0 / (len(speakers) - same_speaker + 1)).mean().item()
+
+
+def test_identity_chance_counts_the_candidates_left_after_masking():
+    assert identity_chance(torch.arange(8)) == pytest.approx(1 / 8)
+    assert identity_chance(torch.arange(8) % 4) == pytest.approx(1 / 7)  # two clips per speaker
+    assert identity_chance(torch.tensor([0, 0, 0, 1])) == pytest.approx((3 / 2 + 1 / 4) / 4)
+
+
 def test_short_training_learns_sync_and_identity_on_synthetic_clips():
-    """Frames show a mouth state that the audio encodes: sync must beat chance and time-shuffled audio."""
+    """Frames show a mouth state that the audio encodes: sync must beat chance and time-shuffled audio, identity
+    must beat the chance left by its candidates (same-speaker clips are masked out)."""
     seed_everything(0)
     steps, batch_size = 8, 8
     model = SFEPretraining(**TINY, lr=5e-3)
@@ -121,10 +135,12 @@ def test_short_training_learns_sync_and_identity_on_synthetic_clips():
     (held_out,) = trainer.validate(model, aligned, verbose=False)
     (no_sync,) = trainer.validate(model, shuffled, verbose=False)
 
-    sync_chance, identity_chance = 1 / steps, 1 / batch_size
+    sync_chance = 1 / steps
+    chances = [identity_chance(batch["speaker"]) for batch in aligned.val_dataloader()]
+    identity_chance_top1 = sum(chances) / len(chances)  # 1/7: each batch holds two clips of each of 4 speakers
     assert held_out["val/sync_top1"] >= 2 * sync_chance
     assert held_out["val/sync_top1"] >= no_sync["val/sync_top1"] + sync_chance
-    assert held_out["val/id_top1"] > identity_chance
+    assert held_out["val/id_top1"] >= 2 * identity_chance_top1, (held_out["val/id_top1"], identity_chance_top1)
 
 
 def test_bf16_mixed_training_on_cpu_gives_finite_losses_close_to_fp32():
@@ -249,9 +265,10 @@ def test_the_handoff_carries_the_settings_and_gives_old_checkpoints_the_default_
 
 def accuracies(model: SFEPretraining, data: SFEDataModule, split: str, shuffles: int = 5) -> dict[str, float]:
     """Sync top-1 with the true audio and with time-shuffled audio (mean of ``shuffles`` permutations), and
-    identity top-1, over the evaluation batches of ``split`` (as the DataModule hands them to a model)."""
+    identity top-1 with its chance (other clips of a query's speaker masked out, as in training), over the
+    evaluation batches of ``split`` (as the DataModule hands them to a model)."""
     generator = torch.Generator().manual_seed(0)
-    totals = {"sync": 0.0, "shuffled": 0.0, "identity": 0.0}
+    totals = {"sync": 0.0, "shuffled": 0.0, "identity": 0.0, "identity_chance": 0.0}
     clips = 0
     with torch.no_grad():
         for loaded in data.loader(split, train=False):
@@ -264,18 +281,53 @@ def accuracies(model: SFEPretraining, data: SFEDataModule, split: str, shuffles:
                 shuffled = batch["audio"][:, torch.randperm(steps, generator=generator)]
                 accuracy = model.sync_loss(model.audio(shuffled)["content"], visual_content).accuracy(1)
                 totals["shuffled"] += accuracy.item() * batch_size / shuffles
-            identity = model.speaker_loss(audio["speaker"].mean(1), visual_speaker[:, steps // 2])
+            speakers = batch["speaker"]
+            identity = model.speaker_loss(audio["speaker"].mean(1), visual_speaker[:, steps // 2], speakers=speakers)
             totals["identity"] += identity.accuracy(1).item() * batch_size
+            totals["identity_chance"] += identity_chance(speakers) * batch_size
             clips += batch_size
     return {name: total / clips for name, total in totals.items()}
+
+
+# The default suite's learning test on the real pipeline: what a short fit of a tiny SFE must reach.
+SESSION_FIT = dict(epochs=120, lr=3e-3, steps=8)
+SYNC_MARGIN = 0.05  # held-out sync top-1 over the time-shuffled audio's (chance 1/8); see the test's docstring
+
+
+def short_fit_on_session_shards(shards: Path, seed: int) -> dict[str, float]:
+    """A tiny SFE fitted for ``SESSION_FIT["epochs"]`` epochs on the training clips of ``shards`` (one batch of
+    all of them, random windows) with ``seed``; its sync top-1 on the held-out clips (the val and test splits, a
+    fixed window each) with the true audio and with time-shuffled audio."""
+    seed_everything(seed)
+    steps = SESSION_FIT["steps"]
+    train_clips = len(json.loads((shards / "index.json").read_text())["splits"]["train"])
+    data = SFEDataModule(str(shards), steps=steps, batch_size=train_clips, num_workers=0, augment=False, seed=seed)
+    model = SFEPretraining(**TINY, lr=SESSION_FIT["lr"])
+    trainer = quiet_trainer(max_epochs=SESSION_FIT["epochs"], limit_val_batches=0, log_every_n_steps=10)
+    trainer.fit(model, data)
+    model.eval()
+    held_out = [accuracies(model, data, split) for split in ("val", "test")]
+    return {name: sum(result[name] for result in held_out) / len(held_out) for name in ("sync", "shuffled")}
+
+
+@pytest.mark.slow
+def test_a_short_fit_on_the_session_corpus_learns_sync_that_holds_on_held_out_speakers(synthetic_shards):
+    """Shards of real photos speaking TTS speech (the session corpus: MediaPipe landmarks, mouth crops, mel
+    windows) through SFEDataModule into SFEPretraining: after a short fit on the training speaker's two clips,
+    the held-out clips' sync top-1 (val and test splits) beats the same model's with time-shuffled audio by
+    SYNC_MARGIN. Seed 0 measured sync 0.203 against 0.116 shuffled (margin 0.087). Marked slow until the margin
+    is measured over five seeds (issue 24); it is meant for the default suite."""
+    figures = short_fit_on_session_shards(synthetic_shards, seed=0)
+    assert figures["sync"] >= figures["shuffled"] + SYNC_MARGIN, figures
 
 
 @pytest.mark.slow
 def test_fast_pretraining_on_the_embedded_corpus_learns_sync_and_identity(embedded_shards, tmp_path):
     """`make pretrain-sfe FAST=1` on the embedded corpus. On held-out speakers (val and test splits), sync
-    top-1 reaches 3x chance and beats the same model given time-shuffled audio. Identity top-1 beats chance
-    on the training speakers' clips (fixed windows, no augmentation): the embedded corpus pairs each
-    speaker's voice with a face at random, so cross-modal identity cannot carry over to unseen speakers."""
+    top-1 reaches 3x chance and beats the same model given time-shuffled audio. Identity top-1 reaches twice
+    the chance its candidates leave (same-speaker clips masked) on the training speakers' clips (fixed windows,
+    no augmentation): the embedded corpus pairs each speaker's voice with a face at random, so cross-modal
+    identity cannot carry over to unseen speakers."""
     model = fast_fit(tmp_path, "sfe", "fast", "--data.shards", str(embedded_shards)).model.eval()
 
     steps, batch_size = 8, 8
@@ -287,7 +339,8 @@ def test_fast_pretraining_on_the_embedded_corpus_learns_sync_and_identity(embedd
     assert sync >= 3 / steps, f"held-out sync top-1 {sync:.3f} is under 3x chance"
     assert sync >= shuffled + 1 / steps, f"sync top-1 {sync:.3f} vs {shuffled:.3f} with time-shuffled audio"
     training_speakers = accuracies(model, data, "train", shuffles=1)
-    assert training_speakers["identity"] >= 2 / batch_size, f"identity top-1 {training_speakers['identity']:.3f}"
+    identity, chance = training_speakers["identity"], training_speakers["identity_chance"]
+    assert identity >= 2 * chance, f"identity top-1 {identity:.3f}, chance {chance:.3f}"
 
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

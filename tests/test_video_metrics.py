@@ -31,10 +31,13 @@ def test_psnr_of_a_known_error():
 
 
 def test_cpbd_falls_with_blur():
+    """The sharp astronaut scores what the published Python port gives for it (``cpbd.compute`` of cpbd-py312
+    1.0.3 on the same gray image: 0.4356; not a dependency, the figure is quoted), and each blur step lowers the
+    score by a good part of what is left."""
     sharp = cv2.resize(data.astronaut(), (256, 256), interpolation=cv2.INTER_AREA)
-    scores = [cpbd(sharp if sigma == 0 else cv2.GaussianBlur(sharp, (0, 0), sigma)) for sigma in (0, 1, 2)]
-    assert 0.3 < scores[0] <= 1.0  # the published implementation gives 0.44 for this image
-    assert scores[0] > scores[1] > scores[2] >= 0.0
+    scores = [cpbd(sharp if sigma == 0 else cv2.GaussianBlur(sharp, (0, 0), sigma)) for sigma in (0, 0.5, 1, 2)]
+    assert scores[0] == pytest.approx(0.4356, abs=0.01), scores
+    assert scores[1] < 0.8 * scores[0] and scores[2] < 0.5 * scores[1] and scores[3] <= 0.5 * scores[2], scores
     assert cpbd(np.full((128, 128), 120, np.uint8)) == 0.0  # no edges: nothing to judge
 
 
