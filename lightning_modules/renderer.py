@@ -120,6 +120,16 @@ class FaceRenderer(LightningModule):
         its landmarks ``[B, 68, 3]`` to ``target_landmarks [B, 68, 3]`` (256-crop pixels)."""
         return self.net(reference, reference_landmarks, target_landmarks)["output"].clamp(0, 1)
 
+    @torch.inference_mode()
+    def motion(
+        self, reference: torch.Tensor, reference_landmarks: torch.Tensor, target_landmarks: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """What :meth:`render` would make of the same inputs, before it is applied to the crop: ``grid`` ``[B, S, S,
+        2]`` (where each pixel reads the reference) and ``paint`` ``[B, 3, S, S]`` (the colour added: the mouth
+        interior). Generation applies both to the photo at the photo's own resolution."""
+        parts = self.net.motion(reference, reference_landmarks, target_landmarks)
+        return {"grid": parts["grid"], "paint": parts["paint"]}
+
     def reconstruction_losses(self, output: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
         """The weighted terms of the reconstruction loss and their sum ``loss``."""
         target, hp = batch["target"], self.hparams

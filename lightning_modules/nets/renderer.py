@@ -84,6 +84,27 @@ class WarpRefineRenderer(nn.Module):
         grown = nn.functional.max_pool2d(sketch[:, -1:], 2 * radius + 1, 1, radius)
         return nn.functional.avg_pool2d(grown, 2 * radius + 1, 1, radius, count_include_pad=False)
 
+    def motion(
+        self, reference: torch.Tensor, reference_landmarks: torch.Tensor, target_landmarks: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """What the frame is made of, at the working size: ``grid`` ``[B, S, S, 2]`` (where each output pixel reads
+        the reference: the spline plus the learned correction), ``paint`` ``[B, 3, S, S]`` (the colour the learned
+        part adds, ``(1 - mask) * residual``: 0 outside the paint region), ``warped`` (the spline warp alone) and
+        ``mask`` ``[B, 1, S, S]`` (1: keep the warp). Generation applies ``grid`` and ``paint`` to the photo at its
+        own resolution (:mod:`experiments.generation.compositing`)."""
+        grid = self.spline_grid(reference_landmarks, target_landmarks)
+        warped = warp(reference, grid)
+        sketch = self.target_sketch(target_landmarks).to(reference.dtype)
+        raw = self.refiner(torch.cat([warped, reference, sketch], 1))
+        if self.flow:
+            correction = self.max_flow * torch.tanh(raw[:, FLOW].float())  # [B, 2, S, S]
+            grid = grid + correction.permute(0, 2, 3, 1)
+        mask = torch.sigmoid(raw[:, MASK])  # [B, 1, S, S]
+        if self.paint_margin is not None:
+            mask = 1 - self.paint_region(sketch) * (1 - mask)
+        paint = (1 - mask) * torch.tanh(self.paint_gain * raw[:, PAINT])
+        return {"grid": grid, "paint": paint, "warped": warped, "mask": mask}
+
     def forward(
         self,
         reference: torch.Tensor,
@@ -92,21 +113,12 @@ class WarpRefineRenderer(nn.Module):
         refine: bool = True,
     ) -> dict[str, torch.Tensor]:
         """``output`` (the frame) and ``warped`` (the spline warp alone) ``[B, 3, S, S]``; with ``refine``
-        also ``mask`` ``[B, 1, S, S]`` (1: keep the warp) and ``painted`` ``[B, 3, S, S]``. The output is clamped
-        to [0, 1]."""
-        grid = self.spline_grid(reference_landmarks, target_landmarks)
-        warped = warp(reference, grid)
+        also ``mask`` ``[B, 1, S, S]`` (1: keep the warp) and ``paint`` ``[B, 3, S, S]`` (:meth:`motion`). The output
+        is the reference read at the corrected grid plus the paint, clamped to [0, 1]."""
         if not refine:
+            warped = warp(reference, self.spline_grid(reference_landmarks, target_landmarks))
             return {"output": warped, "warped": warped}
-        sketch = self.target_sketch(target_landmarks).to(reference.dtype)
-        raw = self.refiner(torch.cat([warped, reference, sketch], 1))
-        corrected = warped
-        if self.flow:
-            correction = self.max_flow * torch.tanh(raw[:, FLOW].float())  # [B, 2, S, S]
-            corrected = warp(reference, grid + correction.permute(0, 2, 3, 1))
-        mask = torch.sigmoid(raw[:, MASK])  # [B, 1, S, S]
-        if self.paint_margin is not None:
-            mask = 1 - self.paint_region(sketch) * (1 - mask)
-        painted = corrected + torch.tanh(self.paint_gain * raw[:, PAINT])
-        output = (mask * corrected + (1 - mask) * painted).clamp(0, 1)
-        return {"output": output, "warped": warped, "mask": mask, "painted": painted}
+        parts = self.motion(reference, reference_landmarks, target_landmarks)
+        corrected = warp(reference, parts["grid"]) if self.flow else parts["warped"]
+        output = (corrected + parts["paint"]).clamp(0, 1)
+        return {"output": output, "warped": parts["warped"], "mask": parts["mask"], "paint": parts["paint"]}
