@@ -92,7 +92,7 @@ class Models:
 
         return cls(
             load_landmark_mdn(resolve_checkpoint(mdn, "mdn")),
-            load_face_renderer(resolve_checkpoint(renderer, "renderer")),
+            load_face_renderer(resolve_checkpoint(renderer, "renderer"), onnx_runtime=True),
         )
 
 

@@ -175,3 +175,20 @@ def test_the_blink_schedule_blinks_at_a_human_rate_for_a_seed():
     )
     assert count_blinks(np.full(frames, 0.3)) == 0
     assert blink_rate(closed) == pytest.approx(len(starts) / 10)
+
+
+def test_the_onnx_runtime_refinement_renders_the_same_frames():
+    model = trained_looking_renderer()
+    pairs = SyntheticRenderPairs(3, 256, seed=2)
+    inputs = [
+        torch.stack([pairs[i][key] for i in range(3)])
+        for key in ("reference", "reference_landmarks", "target_landmarks")
+    ]
+    expected, expected_motion = model.render(*inputs), model.motion(*inputs)
+    model.net.use_onnx_runtime()
+    torch.testing.assert_close(model.render(*inputs), expected, atol=1e-4, rtol=0)
+    for name, value in model.motion(*inputs).items():
+        torch.testing.assert_close(value, expected_motion[name], atol=1e-4, rtol=0)
+    model.train()
+    with torch.enable_grad():  # training never goes through the exported copy
+        assert model(*inputs)["output"].requires_grad
