@@ -9,16 +9,17 @@ import torch.nn.functional as F
 
 from datamodules.face import CropBox
 from experiments.evaluation.fidelity import (
-    blink_rate,
+    MESH_EYES,
     change_outside,
     count_blinks,
+    eye_aspect_ratio,
     face_region_mask,
     flicker,
     laplacian_variance,
     upper_face_box,
     upper_face_sharpness,
 )
-from experiments.generation.blinks import BLINK_SECONDS, GAP_SECONDS, blink_closure, close_eyes
+from experiments.generation.blinks import BLINK_SECONDS, CLOSED_GAP, GAP_SECONDS, blink_closure, close_eyes
 from experiments.generation.compositing import PhotoCompositor
 from lightning_modules.renderer import FaceRenderer
 from tests.render_data import SyntheticRenderPairs
@@ -139,17 +140,23 @@ def test_change_outside_and_flicker_on_known_frames():
     assert flicker(ramp) == 0 and change_outside(ramp, region) == pytest.approx(10)
 
 
-def eyes(open_ratio: np.ndarray) -> np.ndarray:
-    """Landmarks ``[T, 68, 2]`` whose eyes (30 px wide) have aspect ratios ``open_ratio`` ``[T]``."""
-    landmarks = np.zeros((len(open_ratio), 68, 2))
-    for corner, upper, lower, x in ((36, (37, 38), (41, 40), 100.0), (42, (43, 44), (47, 46), 200.0)):
-        landmarks[:, corner] = [x, 100]
-        landmarks[:, corner + 3] = [x + 30, 100]
-        for point in upper:
-            landmarks[:, point] = np.stack([np.full(len(open_ratio), x + 15), 100 - 15 * open_ratio], 1)
-        for point in lower:
-            landmarks[:, point] = np.stack([np.full(len(open_ratio), x + 15), 100 + 15 * open_ratio], 1)
+def ibug_eyes(frames: int, ratio: float = 0.3) -> np.ndarray:
+    """Landmarks ``[T, 68, 2]`` whose eyes are 30 px wide, the lids ``ratio`` of that apart."""
+    landmarks = np.zeros((frames, 68, 2))
+    for corner, x in ((36, 100.0), (42, 200.0)):
+        landmarks[:, corner], landmarks[:, corner + 3] = (x, 100), (x + 30, 100)
+        landmarks[:, [corner + 1, corner + 2]] = (x + 15, 100 - 15 * ratio)  # upper lid
+        landmarks[:, [corner + 4, corner + 5]] = (x + 15, 100 + 15 * ratio)  # lower lid
     return landmarks
+
+
+def test_the_eye_aspect_ratio_of_mesh_points():
+    mesh = np.zeros((2, 478, 2))
+    for eye in MESH_EYES:
+        mesh[:, eye[0]], mesh[:, eye[1]] = (0, 0), (40, 0)
+        mesh[0, eye[2::2]], mesh[0, eye[3::2]] = (20, -6), (20, 6)  # open: 12 px over 40
+        mesh[1, eye[2::2]], mesh[1, eye[3::2]] = (20, -1), (20, 1)
+    np.testing.assert_allclose(eye_aspect_ratio(mesh), [0.3, 0.05])
 
 
 def test_the_blink_schedule_blinks_at_a_human_rate_for_a_seed():
@@ -166,15 +173,15 @@ def test_the_blink_schedule_blinks_at_a_human_rate_for_a_seed():
     assert BLINK_SECONDS[0] <= lengths.min() and lengths.max() <= BLINK_SECONDS[1]
     assert lengths.std() > 0.03 and 10 <= len(starts) / 10 <= 30
 
-    # Closing the lids: shut at closure 1, as given at 0; the count of the measure is the schedule's.
-    landmarks = eyes(np.full(frames, 0.3))
+    # Closing the lids: nearly shut at closure 1 (the lower lid stays), as given at 0; every blink is counted.
+    landmarks = ibug_eyes(frames)
     closed = close_eyes(landmarks, closure)
-    shut = closure == closure.max()
-    assert np.allclose(closed[shut][:, 37], closed[shut][:, 41]) and np.array_equal(
-        closed[closure == 0], landmarks[closure == 0]
-    )
+    gap = closed[:, [41, 40, 47, 46], 1] - closed[:, [37, 38, 43, 44], 1]  # [T, 4]
+    np.testing.assert_allclose(gap[closure == 0], 9.0)
+    np.testing.assert_allclose(gap[closure == closure.max()], 9.0 * CLOSED_GAP, atol=1e-3)
+    assert np.array_equal(closed[:, [41, 40, 47, 46]], landmarks[:, [41, 40, 47, 46]])
     assert count_blinks(np.full(frames, 0.3)) == 0
-    assert blink_rate(closed) == pytest.approx(len(starts) / 10)
+    assert count_blinks(gap.mean(1) / 30) == len(starts)
 
 
 def test_the_onnx_runtime_refinement_renders_the_same_frames():

@@ -88,7 +88,7 @@ def measure(reference, speech, models: Models, path: Path, resolution: str) -> d
         "sharpness_ratio": upper_face_sharpness(frames, track.landmarks) / photo_sharpness,
         "outside_change": change_outside(frames, region),
         "flicker_face": flicker(frames, region),
-        "blinks_per_minute": blink_rate(track.landmarks, track.detected),
+        "blinks_per_minute": blink_rate(frames),
         "face_found": track.face_ratio,
     }
 

@@ -13,7 +13,7 @@ from datamodules.media import FPS
 
 GAP_SECONDS = (2.0, 6.0)  # from one blink's start to the next one's
 BLINK_SECONDS = (0.1, 0.3)
-MEETING = 0.75  # where the lids meet, from the upper lid (0) to the lower one (1)
+CLOSED_GAP = 0.1  # the lids' gap when shut, over the open gap
 # (upper-lid point, the lower-lid point below it) of the iBUG-68 eyes: 37-41, 38-40 (right), 43-47, 44-46 (left)
 LID_PAIRS = np.array([[37, 41], [38, 40], [43, 47], [44, 46]])
 
@@ -38,8 +38,6 @@ def close_eyes(landmarks: np.ndarray, closure: np.ndarray) -> np.ndarray:
     """Landmarks ``[T, 68, C]`` with the lids closed by ``closure`` ``[T]`` (0: as given, 1: shut)."""
     closed = np.array(landmarks, copy=True)
     upper, lower = landmarks[:, LID_PAIRS[:, 0]], landmarks[:, LID_PAIRS[:, 1]]  # [T, 4, C]
-    meeting = upper + MEETING * (lower - upper)
     weight = np.asarray(closure, landmarks.dtype)[:, None, None]
-    closed[:, LID_PAIRS[:, 0]] = upper + weight * (meeting - upper)
-    closed[:, LID_PAIRS[:, 1]] = lower + weight * (meeting - lower)
+    closed[:, LID_PAIRS[:, 0]] = upper + weight * (1 - CLOSED_GAP) * (lower - upper)
     return closed
