@@ -7,9 +7,12 @@ The chain: the photo's face (:mod:`datamodules.photo`) gives the reference crop,
 speech, decoded to 16 kHz mono, is cut into chunks (:mod:`experiments.streaming`); per chunk the SFE + MDN
 give registered landmarks and pose relative to the photo's, the lips moved ``--lip-gain`` times as far from
 the photo's (``amplify_lips``), made absolute and put back in the crop (``face.absolute_pose``,
-``face.unregister``); the renderer makes every 256x256 face, which is pasted back
-into the whole photo with a feathered edge and streamed to an H.264 + AAC file at 25 fps
-(:class:`datamodules.media.VideoStreamWriter`). Memory stays bounded whatever the recording's length.
+``face.unregister``), the eyes blinking on a seeded schedule (:mod:`experiments.generation.blinks`;
+``--no-blinks`` to keep them open); the renderer computes each frame's motion at its 256x256 working size, which
+moves the photo's own pixels at the photo's resolution (``--resolution photo``, the default:
+:mod:`experiments.generation.compositing`; ``--resolution crop`` pastes the 256x256 render back instead, as
+before), and the frames stream to an H.264 + AAC file at 25 fps (:class:`datamodules.media.VideoStreamWriter`).
+Memory stays bounded whatever the recording's length.
 
 ``--samples K`` (with ``--mode sample``) writes K videos, ``<out>-seed<S+k>.mp4`` for k = 0 .. K-1, each the
 video that ``--samples 1 --seed S+k`` writes. Bad input ends with one sentence and exit status 1, and leaves
@@ -30,12 +33,15 @@ from tqdm import tqdm
 from datamodules import face
 from datamodules.media import MediaError, Speech, VideoStreamWriter, decode_speech
 from datamodules.photo import PhotoError, Reference, load_reference
+from experiments.generation.blinks import blink_closure, close_eyes
+from experiments.generation.compositing import PhotoCompositor
 from experiments.streaming import CHUNK_FRAMES, OVERLAP_FRAMES, landmark_chunks
 from experiments.weights import shipped_checkpoint
 from lightning_modules import checkpoints
 from lightning_modules.checkpoints import CheckpointError
 
 MODES = ("max", "mean", "sample")
+RESOLUTIONS = ("photo", "crop")  # the face moved at the photo's resolution, or rendered at 256 and pasted back
 STAGES = {  # stage -> (its name in messages, the command that trains it, the flag that picks a checkpoint)
     "mdn": ("landmark MDN", "make train-mdn", "MDN=<checkpoint> (--mdn)"),
     "renderer": ("face renderer", "make train-renderer", "RENDERER=<checkpoint> (--renderer)"),
@@ -77,7 +83,7 @@ class Models:
 
         return cls(
             load_landmark_mdn(resolve_checkpoint(mdn, "mdn")),
-            load_face_renderer(resolve_checkpoint(renderer, "renderer")),
+            load_face_renderer(resolve_checkpoint(renderer, "renderer"), onnx_runtime=True),
         )
 
 
@@ -114,6 +120,35 @@ def _as_numpy(value) -> np.ndarray:
     return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
 
 
+def reference_tensors(reference: Reference) -> tuple[torch.Tensor, torch.Tensor]:
+    """The renderer's inputs of the reference: its crop ``[1, 3, 256, 256]`` in [0, 1] and landmarks ``[1, 68, 3]``."""
+    crop = torch.from_numpy(reference.crop).permute(2, 0, 1).float().div(255.0)[None]
+    return crop, torch.from_numpy(reference.crop_landmarks)[None]
+
+
+def render_frames(
+    renderer: torch.nn.Module,
+    reference: Reference,
+    targets: torch.Tensor,
+    compositor: PhotoCompositor | None = None,
+    feather: float = 0.1,
+) -> list[np.ndarray]:
+    """The photo-sized frames ``[H, W, 3]`` uint8 of ``reference`` with its face at ``targets`` ``[n, 68, 3]``
+    (256-crop pixels): moved at the photo's resolution by ``compositor``, or without one the 256x256 render
+    pasted back with a feathered edge (``paste_region``)."""
+    crop, crop_landmarks = reference_tensors(reference)
+    count = len(targets)
+    inputs = crop.expand(count, -1, -1, -1), crop_landmarks.expand(count, -1, -1), targets
+    if compositor is None:
+        rendered = renderer.render(*inputs)  # [n, 3, 256, 256] in [0, 1]
+        faces = (rendered.clamp(0, 1) * 255.0 + 0.5).byte().permute(0, 2, 3, 1).cpu().numpy()
+        return [paste_region(reference, rendered_face, feather) for rendered_face in faces]
+    motion = renderer.motion(*inputs)
+    displacements = compositor.displacement(motion["grid"].cpu())  # [n, 256, 256, 2]
+    paints = motion["paint"].permute(0, 2, 3, 1).float().cpu().numpy()  # [n, 256, 256, 3]
+    return [compositor.frame(displacement, paint) for displacement, paint in zip(displacements, paints, strict=True)]
+
+
 def write_video(
     reference: Reference,
     speech: Speech,
@@ -126,6 +161,8 @@ def write_video(
     feather: float = 0.1,
     lip_gain: float = LIP_GAIN,
     on_frames: Callable[[int], None] = lambda count: None,
+    resolution: str = "photo",
+    blinks: bool = True,
 ) -> Path:
     """Renders one video of ``reference`` saying ``speech`` into ``out`` (module docstring), chunk by chunk."""
     registered = torch.from_numpy(reference.registered)
@@ -137,22 +174,21 @@ def write_video(
         lips = amplify_lips(_as_numpy(result["registered"])[0], reference.registered, lip_gain)
         return lips, _as_numpy(result["pose"])[0]
 
-    crop = torch.from_numpy(reference.crop).permute(2, 0, 1).float().div(255.0)[None]  # [1, 3, 256, 256]
-    crop_landmarks = torch.from_numpy(reference.crop_landmarks)[None]  # [1, 68, 3]
+    compositor = None
+    if resolution == "photo":
+        compositor = PhotoCompositor(reference.photo, reference.box, face.FACE_CROP_SIZE, feather)
+    closure = blink_closure(speech.frames, seed) if blinks else np.zeros(speech.frames, np.float32)
     height, width = reference.photo.shape[:2]
     with VideoStreamWriter(out, width, height, audio=speech.wav) as writer, torch.inference_mode():
         for part in landmark_chunks(speech, predict, chunk, overlap):
-            targets = torch.from_numpy(part.image_landmarks(reference.pose, reference.depth))  # [n, 68, 3]
+            landmarks = part.image_landmarks(reference.pose, reference.depth)  # [n, 68, 3]
+            targets = torch.from_numpy(close_eyes(landmarks, closure[part.start : part.stop]))
             for start in range(0, len(targets), RENDER_BATCH):
-                batch = targets[start : start + RENDER_BATCH]
-                count = len(batch)
-                rendered = models.renderer.render(
-                    crop.expand(count, -1, -1, -1), crop_landmarks.expand(count, -1, -1), batch
-                )  # [n, 3, 256, 256] in [0, 1]
-                faces = (rendered.clamp(0, 1) * 255.0 + 0.5).byte().permute(0, 2, 3, 1).cpu().numpy()
-                for rendered_face in faces:
-                    writer.write(paste_region(reference, rendered_face, feather))
-                on_frames(count)
+                frames = render_frames(models.renderer, reference, targets[start : start + RENDER_BATCH],
+                                       compositor, feather)  # fmt: skip
+                for frame in frames:
+                    writer.write(frame)
+                on_frames(len(frames))
     return out
 
 
@@ -175,6 +211,8 @@ def generate(
     chunk: int = CHUNK_FRAMES,
     feather: float = 0.1,
     lip_gain: float = LIP_GAIN,
+    resolution: str = "photo",
+    blinks: bool = True,
     progress: bool = True,
     report: Callable[[str], None] = lambda message: print(message, file=sys.stderr),
 ) -> list[Path]:
@@ -186,6 +224,8 @@ def generate(
     out = Path(out)
     if mode not in MODES:
         raise GenerationError(f"Unknown mode {mode!r}; use one of {', '.join(MODES)}.")
+    if resolution not in RESOLUTIONS:
+        raise GenerationError(f"Unknown resolution {resolution!r}; use one of {', '.join(RESOLUTIONS)}.")
     if samples < 1 or (samples > 1 and mode != "sample"):
         raise GenerationError(f"--samples {samples} needs --mode sample and a count of at least 1.")
     if out.suffix.lower() != ".mp4":
@@ -211,7 +251,8 @@ def generate(
             try:
                 for k, path in enumerate(paths):
                     done.append(write_video(reference, speech, models, path, mode, seed + k, chunk,
-                                            min(OVERLAP_FRAMES, chunk), feather, lip_gain, bar.update))  # fmt: skip
+                                            min(OVERLAP_FRAMES, chunk), feather, lip_gain, bar.update, resolution,
+                                            blinks))  # fmt: skip
             except BaseException:
                 for path in done:
                     path.unlink(missing_ok=True)
@@ -233,12 +274,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk", type=int, default=CHUNK_FRAMES, help="frames generated at a time (memory bound)")
     parser.add_argument("--feather", type=float, default=0.1, help="paste-back edge, as a share of the crop side")
     parser.add_argument("--lip-gain", type=float, default=LIP_GAIN, help="lip motion x this (1: as predicted)")
+    parser.add_argument(
+        "--resolution",
+        default="photo",
+        choices=RESOLUTIONS,
+        help="photo: the face moved at the photo's resolution; crop: rendered at 256, pasted back",
+    )
+    parser.add_argument("--no-blinks", action="store_true", help="eyes kept open (no seeded blinks)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     try:
         paths = generate(args.image, args.audio, args.out, args.mode, args.samples, args.seed, args.mdn,
-                         args.renderer, args.chunk, args.feather, args.lip_gain,
-                         progress=not args.no_progress)  # fmt: skip
+                         args.renderer, args.chunk, args.feather, args.lip_gain, args.resolution,
+                         not args.no_blinks, progress=not args.no_progress)  # fmt: skip
     except (GenerationError, PhotoError, face.NoFaceError, MediaError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

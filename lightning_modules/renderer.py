@@ -155,6 +155,16 @@ class FaceRenderer(LightningModule):
         its landmarks ``[B, 68, 3]`` to ``target_landmarks [B, 68, 3]`` (256-crop pixels)."""
         return self.net(reference, reference_landmarks, target_landmarks)["output"].clamp(0, 1)
 
+    @torch.inference_mode()
+    def motion(
+        self, reference: torch.Tensor, reference_landmarks: torch.Tensor, target_landmarks: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """What :meth:`render` would make of the same inputs, before it is applied to the crop: ``grid`` ``[B, S, S,
+        2]`` (where each pixel reads the reference) and ``paint`` ``[B, 3, S, S]`` (the colour added: the mouth
+        interior). Generation applies both to the photo at the photo's own resolution."""
+        parts = self.net.motion(reference, reference_landmarks, target_landmarks)
+        return {"grid": parts["grid"], "paint": parts["paint"]}
+
     def reconstruction_losses(self, output: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
         """The weighted terms of the reconstruction loss and their sum ``loss``."""
         target, hp = batch["target"], self.hparams
@@ -282,8 +292,9 @@ class FaceRenderer(LightningModule):
                 checkpoint["state_dict"][PERCEPTUAL_PREFIX + name] = value
 
 
-def load_face_renderer(path: str | Path) -> FaceRenderer:
-    """A :class:`FaceRenderer` for generation (eval mode, CPU) from a renderer checkpoint.
+def load_face_renderer(path: str | Path, onnx_runtime: bool = False) -> FaceRenderer:
+    """A :class:`FaceRenderer` for generation (eval mode, CPU) from a renderer checkpoint; with ``onnx_runtime`` its
+    refinement runs by ONNX Runtime (``WarpRefineRenderer.use_onnx_runtime``: faster on a CPU, same frames).
 
     Only the net is rebuilt (from the checkpoint's own hyper-parameters) and loaded: training-only parts (VGG,
     discriminator) are left out. A missing, unreadable or other-stage file raises ``CheckpointError`` with one
@@ -294,4 +305,6 @@ def load_face_renderer(path: str | Path) -> FaceRenderer:
     arguments = constructor_arguments(WarpRefineRenderer, checkpoint, path, EXPECTED)
     model = FaceRenderer(**arguments, perceptual_weights=None, gan_weight=0.0)
     load_sub_state_dict(model.net, checkpoint, NET_PREFIX, path, EXPECTED)
+    if onnx_runtime:
+        model.net.use_onnx_runtime()
     return model.eval()

@@ -1,16 +1,22 @@
-"""Generation speed and memory: a 10 s clip from a 256x256 photo, split into its stages, and the peak memory
-of a whole run for 10 s and for 10 minutes of speech.
+"""Generation speed and memory, before and after the photo-resolution path, side by side in one run.
 
-Stages, timed one after the other on the same frames as ``experiments.generate.write_video`` runs them: audio
-features (mel windows of each chunk), landmarks (SFE + MDN, absolute pose, back into the crop), rendering
-(batches of 8), paste-back into the photo, and encoding (H.264 + AAC through the streaming writer). The whole
-run (``write_video``) gives frames/s and the real-time factor (seconds of compute per second of video; below 1
-is faster than real time). The models are ``runs/mdn/latest`` and ``runs/renderer/latest`` when they exist,
-else the default-size LightningModules at random initialisation (their speed does not depend on training).
-Peak memory is the maximum resident set of a fresh process that runs the whole generation (ffmpeg apart), for
-10 s and for ``BENCH_LONG_SECONDS`` (default 600) of speech.
+Two photos: skimage's astronaut scaled to 256x256 (a face box of about 180 px) and matplotlib's Grace Hopper
+scaled so that her face box is 512 px. Two paths on each: **before** (the renderer in eager PyTorch, its 256x256
+render pasted back into the photo, no blinks: generation before the photo-resolution path) and **after** (the
+refinement by ONNX Runtime, the motion applied to the photo's own pixels at its resolution, blinks on). For each,
+on a ``BENCH_CLIP_SECONDS`` (default 10) clip: the stages, timed one after the other on the same frames as
+``experiments.generate.write_video`` runs them (audio features, landmarks, the renderer at 256, paste-back or the
+photo warp, encoding), and the whole run
+(``write_video``) as frames/s and real-time factor (seconds of compute per second of video; below 1 is faster
+than real time), the two paths alternating so that a busy machine slows both alike. Also: the PSNR of the
+ONNX Runtime renderer's 256 frames against eager PyTorch's (the path meant to be unchanged), the time to load the
+models, and the peak memory of a fresh process generating the clip and ``BENCH_LONG_SECONDS`` (default 600) of
+speech. The models are ``runs/mdn/latest`` and ``runs/renderer/latest`` when they exist, else the default-size
+LightningModules at random initialisation (their speed does not depend on training).
 """
 
+import copy
+import math
 import os
 import resource
 import subprocess
@@ -23,18 +29,29 @@ import cv2
 import numpy as np
 import soundfile
 import torch
+from matplotlib import cbook
+from PIL import Image
 from skimage import data
 
 from datamodules import face
 from datamodules.media import SAMPLE_RATE, VideoStreamWriter, decode_speech
 from datamodules.photo import reference_from_photo
-from experiments.generate import RENDER_BATCH, Models, paste_region, resolve_checkpoint, write_video
+from experiments.generate import (
+    RENDER_BATCH,
+    Models,
+    paste_region,
+    reference_tensors,
+    resolve_checkpoint,
+    write_video,
+)
+from experiments.generation.compositing import PhotoCompositor
 from experiments.streaming import CHUNK_FRAMES, audio_features
 from lightning_modules.checkpoints import CheckpointError
 
-CLIP_SECONDS = 10.0
+CLIP_SECONDS = float(os.environ.get("BENCH_CLIP_SECONDS", 10))
 LONG_SECONDS = float(os.environ.get("BENCH_LONG_SECONDS", 600))
 PHOTO_SIZE = 256
+FACE_BOX = 512  # the larger photo's face box, pixels
 
 
 def speech_like(seconds: float, seed: int = 0) -> np.ndarray:
@@ -48,7 +65,8 @@ def speech_like(seconds: float, seed: int = 0) -> np.ndarray:
 
 
 def load_models() -> tuple[Models, str]:
-    """The trained models when ``runs/*/latest`` exist, else randomly initialised default-size ones."""
+    """The trained models as generation loads them (refinement by ONNX Runtime) when ``runs/*/latest`` exist,
+    else randomly initialised default-size ones (also by ONNX Runtime)."""
     try:
         return Models.load(resolve_checkpoint("runs/mdn/latest", "mdn"),
                            resolve_checkpoint("runs/renderer/latest", "renderer")), "runs/*/latest"  # fmt: skip
@@ -56,19 +74,41 @@ def load_models() -> tuple[Models, str]:
         from lightning_modules.mdn import LandmarkMDN
         from lightning_modules.renderer import FaceRenderer
 
-        return Models(LandmarkMDN().eval(), FaceRenderer().eval()), "default size, random weights"
+        renderer = FaceRenderer(mask_bias=-2.0, paint_margin=4.0, paint_gain=4.0).eval()
+        renderer.net.use_onnx_runtime()
+        return Models(LandmarkMDN().eval(), renderer), "default size, random weights"
+
+
+def eager(models: Models) -> Models:
+    """The same models with the refinement in eager PyTorch (generation before ONNX Runtime)."""
+    renderer = copy.deepcopy(models.renderer)
+    renderer.net.runtime = None
+    return Models(models.mdn, renderer)
+
+
+def photos() -> dict[str, np.ndarray]:
+    """The benchmark's photos: a 256x256 portrait and one whose face box is ``FACE_BOX`` pixels."""
+    with Image.open(cbook.get_sample_data("grace_hopper.jpg")) as image:
+        hopper = np.asarray(image.convert("RGB"))
+    factor = FACE_BOX / reference_from_photo(hopper).box.side
+    large = cv2.resize(hopper, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
+    small = cv2.resize(data.astronaut(), (PHOTO_SIZE, PHOTO_SIZE), interpolation=cv2.INTER_AREA)
+    return {f"{PHOTO_SIZE}x{PHOTO_SIZE} photo": small, f"{FACE_BOX}-px face box": large}
 
 
 def _reference():
-    return reference_from_photo(cv2.resize(data.astronaut(), (PHOTO_SIZE, PHOTO_SIZE), interpolation=cv2.INTER_AREA))
+    return reference_from_photo(photos()[f"{PHOTO_SIZE}x{PHOTO_SIZE} photo"])
 
 
-def stage_seconds(models: Models, reference, speech, out: Path) -> dict[str, float]:
-    """Seconds spent in each stage over every frame of ``speech`` (the chain of ``write_video``, chunk by chunk)."""
-    spent = dict.fromkeys(("audio features", "landmarks", "rendering", "paste-back", "encoding"), 0.0)
-    crop = torch.from_numpy(reference.crop).permute(2, 0, 1).float().div(255.0)[None]
-    crop_landmarks = torch.from_numpy(reference.crop_landmarks)[None]
+def stage_seconds(models: Models, reference, speech, out: Path, resolution: str) -> dict[str, float]:
+    """Seconds spent in each stage over every frame of ``speech`` (the chain of ``write_video``, chunk by chunk;
+    ``resolution`` ``crop``: render and paste back, ``photo``: motion and the photo warp)."""
+    spent = dict.fromkeys(
+        ("audio features", "landmarks", "renderer at 256", "paste-back / photo warp", "encoding"), 0.0
+    )
+    crop, crop_landmarks = reference_tensors(reference)
     registered = torch.from_numpy(reference.registered)
+    compositor = PhotoCompositor(reference.photo, reference.box) if resolution == "photo" else None
     height, width = reference.photo.shape[:2]
     writer = VideoStreamWriter(out, width, height, audio=speech.wav)
     with torch.inference_mode():
@@ -84,15 +124,23 @@ def stage_seconds(models: Models, reference, speech, out: Path) -> dict[str, flo
             spent["landmarks"] += time.perf_counter() - began
             for first in range(0, len(targets), RENDER_BATCH):
                 batch = targets[first : first + RENDER_BATCH]
+                inputs = crop.expand(len(batch), -1, -1, -1), crop_landmarks.expand(len(batch), -1, -1), batch
                 began = time.perf_counter()
-                rendered = models.renderer.render(crop.expand(len(batch), -1, -1, -1),
-                                                  crop_landmarks.expand(len(batch), -1, -1), batch)  # fmt: skip
-                faces = (rendered.clamp(0, 1) * 255.0 + 0.5).byte().permute(0, 2, 3, 1).numpy()
-                spent["rendering"] += time.perf_counter() - began
-                for rendered_face in faces:
+                if compositor is None:
+                    rendered = models.renderer.render(*inputs)
+                    faces = (rendered.clamp(0, 1) * 255.0 + 0.5).byte().permute(0, 2, 3, 1).numpy()
+                else:
+                    motion = models.renderer.motion(*inputs)
+                    displacements = compositor.displacement(motion["grid"])
+                    paints = motion["paint"].permute(0, 2, 3, 1).numpy()
+                spent["renderer at 256"] += time.perf_counter() - began
+                for index in range(len(batch)):
                     began = time.perf_counter()
-                    frame = paste_region(reference, rendered_face, 0.1)
-                    spent["paste-back"] += time.perf_counter() - began
+                    if compositor is None:
+                        frame = paste_region(reference, faces[index], 0.1)
+                    else:
+                        frame = compositor.frame(displacements[index], paints[index])
+                    spent["paste-back / photo warp"] += time.perf_counter() - began
                     began = time.perf_counter()
                     writer.write(frame)
                     spent["encoding"] += time.perf_counter() - began
@@ -100,6 +148,17 @@ def stage_seconds(models: Models, reference, speech, out: Path) -> dict[str, flo
     writer.close()
     spent["encoding"] += time.perf_counter() - began
     return spent
+
+
+def unchanged_psnr(before: Models, after: Models, reference) -> float:
+    """PSNR (dB) of the ONNX Runtime renderer's 256 frames against eager PyTorch's, on a batch of moved faces."""
+    crop, crop_landmarks = reference_tensors(reference)
+    targets = crop_landmarks.repeat(RENDER_BATCH, 1, 1)
+    targets[..., :2] += torch.linspace(-6, 6, RENDER_BATCH)[:, None, None]
+    targets[:, face.LOWER_INNER_LIP, 1] += 8.0  # an open mouth: the refinement paints
+    inputs = crop.expand(RENDER_BATCH, -1, -1, -1), crop_landmarks.expand(RENDER_BATCH, -1, -1), targets
+    error = (before.renderer.render(*inputs) - after.renderer.render(*inputs)).square().mean().item()
+    return -10 * math.log10(max(error, 1e-12))
 
 
 def peak_memory_child(seconds: float) -> None:
@@ -119,27 +178,44 @@ def peak_memory_mib(seconds: float) -> float:
 
 
 def run() -> list[dict]:
-    models, which = load_models()
-    reference = _reference()
-    rows = []
+    began = time.perf_counter()
+    after, which = load_models()
+    load_seconds = time.perf_counter() - began
+    before = eager(after)
+    paths = {
+        "before (eager, 256 pasted back)": (before, "crop"),
+        "after (ONNX Runtime, photo resolution)": (after, "photo"),
+    }
+    rows = [{"measurement": f"model load, refinement exported to ONNX Runtime ({which})", "seconds": load_seconds}]
     with tempfile.TemporaryDirectory() as scratch:
         soundfile.write(Path(scratch) / "speech.wav", speech_like(CLIP_SECONDS), SAMPLE_RATE)
         speech = decode_speech(Path(scratch) / "speech.wav", Path(scratch) / "decoded.wav")
         soundfile.write(Path(scratch) / "short.wav", speech_like(1.0), SAMPLE_RATE)
         short = decode_speech(Path(scratch) / "short.wav", Path(scratch) / "short-decoded.wav")
-        stage_seconds(models, reference, short, Path(scratch) / "warm-up.mp4")  # imports, allocator, page cache
-        spent = stage_seconds(models, reference, speech, Path(scratch) / "stages.mp4")
-        total = sum(spent.values())
-        for stage, seconds in spent.items():
-            rows.append({"measurement": f"{stage} ({which})", "frames/s": speech.frames / seconds,
-                         "ms/frame": 1e3 * seconds / speech.frames, "share %": 100 * seconds / total})  # fmt: skip
-        began = time.perf_counter()
-        write_video(reference, speech, models, Path(scratch) / "whole.mp4")
-        whole = time.perf_counter() - began
-    rows.append({"measurement": f"whole run, {CLIP_SECONDS:g} s clip, {PHOTO_SIZE}x{PHOTO_SIZE} photo",
-                 "frames/s": speech.frames / whole, "ms/frame": 1e3 * whole / speech.frames,
-                 "real-time factor": whole / speech.seconds})  # fmt: skip
+        for photo_name, photo in photos().items():
+            reference = reference_from_photo(photo)
+            rows.append({"measurement": f"PSNR of the ONNX Runtime renderer against eager, 256 crop ({photo_name})",
+                         "dB": unchanged_psnr(before, after, reference)})  # fmt: skip
+            for path_name, (models, resolution) in paths.items():
+                stage_seconds(models, reference, short, Path(scratch) / "warm-up.mp4", resolution)  # caches, allocator
+                spent = stage_seconds(models, reference, speech, Path(scratch) / "stages.mp4", resolution)
+                total = sum(spent.values())
+                for stage, seconds in spent.items():
+                    rows.append({"measurement": f"{photo_name}, {path_name}: {stage}",
+                                 "frames/s": speech.frames / seconds, "ms/frame": 1e3 * seconds / speech.frames,
+                                 "share %": 100 * seconds / total})  # fmt: skip
+            whole = dict.fromkeys(paths, 0.0)
+            for _ in range(2):  # alternating, so that a busy machine slows both paths alike
+                for path_name, (models, resolution) in paths.items():
+                    began = time.perf_counter()
+                    write_video(reference, speech, models, Path(scratch) / "whole.mp4", resolution=resolution,
+                                blinks=resolution == "photo")  # fmt: skip
+                    whole[path_name] += (time.perf_counter() - began) / 2
+            for path_name, seconds in whole.items():
+                rows.append({"measurement": f"{photo_name}, {path_name}: whole run, {CLIP_SECONDS:g} s clip",
+                             "frames/s": speech.frames / seconds, "ms/frame": 1e3 * seconds / speech.frames,
+                             "real-time factor": seconds / speech.seconds})  # fmt: skip
     for seconds in (CLIP_SECONDS, LONG_SECONDS):
-        rows.append({"measurement": f"peak memory of a whole run, {seconds:g} s of speech",
+        rows.append({"measurement": f"peak memory of a whole run (after), {seconds:g} s of speech",
                      "MiB": peak_memory_mib(seconds)})  # fmt: skip
     return rows

@@ -8,6 +8,7 @@ import torch
 from datamodules import face
 from datamodules.audio import mel_spectrogram
 from datamodules.media import read_clip
+from experiments.evaluation.fidelity import fidelity_metrics, upper_face_sharpness
 from experiments.evaluation.measure import (
     Track,
     expert_inputs,
@@ -42,7 +43,8 @@ def landmark_metrics(predicted: np.ndarray, target: np.ndarray, mask: np.ndarray
 
 
 def frame_metrics(frames: np.ndarray, track: Track, envelope: np.ndarray) -> dict[str, float]:
-    """CPBD of the face crop and the weight-free mouth-audio sync of frames ``[T, H, W, 3]``."""
+    """CPBD of the face crop, the weight-free mouth-audio sync and the fidelity measures
+    (:mod:`experiments.evaluation.fidelity`) of frames ``[T, H, W, 3]``."""
     box = face.face_crop_box(track.landmarks, np.ones(len(frames), bool))
     sharpness = [cpbd(box.cut(frame, face.FACE_CROP_SIZE)) for frame in frames[::CPBD_EVERY]]
     sync = mouth_audio_sync(mouth_opening_track(track), envelope)
@@ -50,6 +52,7 @@ def frame_metrics(frames: np.ndarray, track: Track, envelope: np.ndarray) -> dic
         "cpbd": float(np.mean(sharpness)),
         "mouth_sync_corr": sync["correlation"],
         "mouth_sync_offset": sync["offset"],
+        **fidelity_metrics(frames, track.landmarks, track.detected),
     }
 
 
@@ -108,6 +111,8 @@ def evaluate_video(
             torch.from_numpy(face_crops(true_frames[:count], box)).permute(0, 3, 1, 2).float() / 255,
         )
         values.update(ssim=float(quality["ssim"].mean()), psnr=float(quality["psnr"].mean()))
+        true_sharpness = upper_face_sharpness(true_frames[:count], true_track.landmarks[:count])
+        values["upper_face_sharpness_ratio"] = values["upper_face_sharpness"] / max(true_sharpness, 1e-9)
         registered, _ = face.register(track.landmarks[:count])
         true_registered, _ = face.register(true_track.landmarks[:count])
         mask = track.detected[:count] & true_track.detected[:count]

@@ -1,0 +1,100 @@
+"""The face moved at the photo's own resolution: the renderer's motion, computed at its working size, applied to
+the photo's own pixels.
+
+The renderer gives, per frame, where each pixel of its ``S x S`` face crop reads the reference (``grid``,
+``grid_sample`` coordinates) and the colour its learned part adds (``paint``: the mouth interior). The crop is
+an axis-aligned square of the photo (``CropBox``), so the grid's displacement from the identity, upsampled (or
+for a face smaller than the crop, downsampled) to the photo's pixels inside the box, says where each of those
+pixels reads the photo. Reading the photo there (bicubic) keeps every pixel of the face as sharp as the photo,
+whatever the face's size; the paint is resampled over the mouth only and added. The displacement is tapered to
+zero over the box's edge (the ``feather`` of ``CropBox.paste``), so the face meets the photo with no seam and no
+colour step, and nothing outside the box ever changes.
+"""
+
+import cv2
+import numpy as np
+import torch
+
+from datamodules.face import CropBox
+
+PAINT_FLOOR = 1.0 / 512  # paint below this (in [0, 1] colour units) is left out of the mouth's box
+
+
+def identity_grid(size: int) -> torch.Tensor:
+    """``[size, size, 2]``: the ``grid_sample`` coordinates (``align_corners=False``) of each pixel's own centre."""
+    axis = (torch.arange(size, dtype=torch.float32) + 0.5) * (2.0 / size) - 1.0
+    y, x = torch.meshgrid(axis, axis, indexing="ij")
+    return torch.stack([x, y], -1)
+
+
+def feather_weights(coordinates: np.ndarray, size: int, feather: float) -> np.ndarray:
+    """Per-axis weight of crop coordinates ``[N]`` (pixels of a ``size`` crop): 1 inside, falling linearly to 0
+    over ``feather * size`` pixels at the crop's edge, 0 outside (``CropBox.paste``'s alpha)."""
+    distance = np.minimum(coordinates + 0.5, size - 0.5 - coordinates)
+    return np.clip(distance / max(feather * size, 1e-6), 0.0, 1.0).astype(np.float32)
+
+
+class PhotoCompositor:
+    """Frames of ``photo`` ``[H, W, 3]`` uint8 whose face, in ``box``, moves by the renderer's motion at ``size``.
+
+    Only the box's pixels (clipped to the photo) are computed; :meth:`frame` takes one frame's ``grid`` ``[S, S,
+    2]`` and ``paint`` ``[S, S, 3]`` (numpy, as :meth:`FaceRenderer.motion` gives them per frame).
+    """
+
+    def __init__(self, photo: np.ndarray, box: CropBox, size: int = 256, feather: float = 0.1):
+        self.photo, self.size = photo, size
+        height, width = photo.shape[:2]
+        half = box.side / 2
+        self.x0, self.y0 = max(int(np.floor(box.centre_x - half)), 0), max(int(np.floor(box.centre_y - half)), 0)
+        self.x1 = min(int(np.ceil(box.centre_x + half)) + 1, width)
+        self.y1 = min(int(np.ceil(box.centre_y + half)) + 1, height)
+        self.factor = size / box.side  # crop pixels per photo pixel
+        xs, ys = np.arange(self.x0, self.x1, dtype=np.float32), np.arange(self.y0, self.y1, dtype=np.float32)
+        crop_x = (xs - (box.centre_x - half)) * self.factor  # crop coordinates of the region's pixels
+        crop_y = (ys - (box.centre_y - half)) * self.factor
+        self.crop_x, self.crop_y = np.meshgrid(crop_x, crop_y)  # [h, w] each, for cv2.remap
+        # Photo pixels per crop pixel of displacement, tapered to 0 at the box's edge.
+        self.taper = (
+            np.outer(feather_weights(crop_y, size, feather), feather_weights(crop_x, size, feather)) / self.factor
+        )
+        self.base_x, self.base_y = np.meshgrid(xs, ys)
+        self.identity = identity_grid(size)
+
+    @property
+    def region(self) -> tuple[slice, slice]:
+        """The rows and columns of the photo that a frame may change."""
+        return slice(self.y0, self.y1), slice(self.x0, self.x1)
+
+    def displacement(self, grid: torch.Tensor) -> np.ndarray:
+        """``[B, S, S, 2]`` grids -> ``[B, S, S, 2]`` float32 displacements in crop pixels (read minus own)."""
+        return ((grid.float() - self.identity) * (self.size / 2)).numpy()
+
+    def frame(self, displacement: np.ndarray, paint: np.ndarray | None = None) -> np.ndarray:
+        """The photo ``[H, W, 3]`` uint8 with its face moved by ``displacement`` ``[S, S, 2]`` (crop pixels,
+        :meth:`displacement`) and ``paint`` ``[S, S, 3]`` (``[0, 1]`` colour units) added."""
+        moved = cv2.remap(displacement, self.crop_x, self.crop_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        map_x = self.base_x + self.taper * moved[..., 0]
+        map_y = self.base_y + self.taper * moved[..., 1]
+        face = cv2.remap(self.photo, map_x, map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+        if paint is not None:
+            self._add_paint(face, paint)
+        frame = self.photo.copy()
+        frame[self.region] = face
+        return frame
+
+    def _add_paint(self, face: np.ndarray, paint: np.ndarray) -> None:
+        """Adds ``paint`` ``[S, S, 3]`` to the region ``face`` ``[h, w, 3]`` uint8 in place, over the box of the
+        region's pixels whose crop coordinates fall where the paint is not 0 (the mouth)."""
+        rows, columns = np.nonzero(np.abs(paint).max(-1) > PAINT_FLOOR)
+        if not len(rows):
+            return
+        first_y = np.searchsorted(self.crop_y[:, 0], rows.min() - 1)
+        last_y = np.searchsorted(self.crop_y[:, 0], rows.max() + 1, side="right")
+        first_x = np.searchsorted(self.crop_x[0], columns.min() - 1)
+        last_x = np.searchsorted(self.crop_x[0], columns.max() + 1, side="right")
+        if last_y <= first_y or last_x <= first_x:
+            return
+        window = slice(first_y, last_y), slice(first_x, last_x)
+        colour = cv2.remap(paint, self.crop_x[window], self.crop_y[window], cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)  # fmt: skip
+        face[window] = np.clip(face[window] + 255.0 * colour + 0.5, 0, 255).astype(np.uint8)
