@@ -28,6 +28,8 @@ from skimage import data
 from datamodules import face
 from datamodules.media import SAMPLE_RATE, VideoStreamWriter, decode_speech
 from datamodules.photo import reference_from_photo
+from experiments.bench import Options
+from experiments.bench.report import Row, at_least
 from experiments.generate import RENDER_BATCH, Models, paste_region, resolve_checkpoint, write_video
 from experiments.streaming import CHUNK_FRAMES, audio_features
 from lightning_modules.checkpoints import CheckpointError
@@ -118,7 +120,7 @@ def peak_memory_mib(seconds: float) -> float:
     return float(result.stdout.strip().splitlines()[-1])
 
 
-def run() -> list[dict]:
+def run(options: Options) -> list[Row]:
     models, which = load_models()
     reference = _reference()
     rows = []
@@ -131,15 +133,13 @@ def run() -> list[dict]:
         spent = stage_seconds(models, reference, speech, Path(scratch) / "stages.mp4")
         total = sum(spent.values())
         for stage, seconds in spent.items():
-            rows.append({"measurement": f"{stage} ({which})", "frames/s": speech.frames / seconds,
-                         "ms/frame": 1e3 * seconds / speech.frames, "share %": 100 * seconds / total})  # fmt: skip
+            rows.append(Row(f"{stage} ({which})", 1e3 * seconds / speech.frames, "ms/frame",
+                            note=f"{100 * seconds / total:.1f}% of the stages"))  # fmt: skip
         began = time.perf_counter()
         write_video(reference, speech, models, Path(scratch) / "whole.mp4")
         whole = time.perf_counter() - began
-    rows.append({"measurement": f"whole run, {CLIP_SECONDS:g} s clip, {PHOTO_SIZE}x{PHOTO_SIZE} photo",
-                 "frames/s": speech.frames / whole, "ms/frame": 1e3 * whole / speech.frames,
-                 "real-time factor": whole / speech.seconds})  # fmt: skip
+    rows.append(Row(f"whole run, {CLIP_SECONDS:g} s clip, {PHOTO_SIZE}x{PHOTO_SIZE} photo", speech.frames / whole,
+                    "frames/s", at_least(30), note=f"real-time factor {whole / speech.seconds:.2f}"))  # fmt: skip
     for seconds in (CLIP_SECONDS, LONG_SECONDS):
-        rows.append({"measurement": f"peak memory of a whole run, {seconds:g} s of speech",
-                     "MiB": peak_memory_mib(seconds)})  # fmt: skip
+        rows.append(Row(f"peak memory of a whole run, {seconds:g} s of speech", peak_memory_mib(seconds), "MiB"))
     return rows
