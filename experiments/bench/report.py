@@ -110,8 +110,8 @@ def _cpu_model() -> str:
 
 def machine() -> dict:
     """The CPU model, its cores, torch's threads, the GPU when there is one, and the versions that matter."""
-    versions = {"python": platform.python_version()}
-    for package in VERSIONED_PACKAGES:
+    versions = {"python": platform.python_version(), "torch": torch.__version__}  # with its build (+cu130, +cpu)
+    for package in VERSIONED_PACKAGES[1:]:
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
