@@ -66,26 +66,34 @@ def our_step(batch: dict, deduplicate: bool = True, precision: str = "32-true") 
     return step
 
 
-def seconds(step: Callable[[], None]) -> float:
+def seconds(step: Callable[[], None]) -> tuple[float, float]:
+    """Wall and CPU seconds (this process's threads) of one step."""
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-    began = time.perf_counter()
+    began, began_cpu = time.perf_counter(), time.process_time()
     step()
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-    return time.perf_counter() - began
+    return time.perf_counter() - began, time.process_time() - began_cpu
 
 
-def side_by_side(steps: dict[str, Callable[[], None]], rounds: int = TIMED_ROUNDS) -> dict[str, float]:
-    """Median seconds per step of each variant: one warm-up step each, then ``rounds`` rounds of one step each,
-    the variants alternating, so a change in the machine's load falls on all of them alike."""
+def side_by_side(steps: dict[str, Callable[[], None]], rounds: int = TIMED_ROUNDS) -> dict[str, tuple[float, float]]:
+    """Median wall and CPU seconds per step of each variant: one warm-up step each, then ``rounds`` rounds of one
+    step each, the variants alternating, so a change in the machine's load falls on all of them alike."""
     for step in steps.values():
         step()
     times = {name: [] for name in steps}
     for _ in range(rounds):
         for name, step in steps.items():
             times[name].append(seconds(step))
-    return {name: statistics.median(values) for name, values in times.items()}
+    return {
+        name: tuple(statistics.median(kind) for kind in zip(*values, strict=True)) for name, values in times.items()
+    }
+
+
+def ratios(slower: tuple[float, float], faster: tuple[float, float]) -> dict:
+    """A speed-up row's ``value``, ``unit`` and ``note``: the wall-time ratio, with the CPU-time ratio in the note."""
+    return {"value": slower[0] / faster[0], "unit": "x", "note": f"{slower[1] / faster[1]:.3g}x in CPU time"}
 
 
 def training_rows(options: Options) -> list[Row]:
@@ -106,18 +114,19 @@ def training_rows(options: Options) -> list[Row]:
         label = f"{size}x{size} {'whole faces (the published input)' if size == FACE else 'mouth crops (the default)'}"
         for variant in (name, f"{name}, every slot"):
             encoded = "every slot (before)" if "every" in variant else "distinct frames once"
-            rows.append(Row(f"SFE training step ({device}, fp32), {label}, {encoded}", timed[variant], "s/step"))
+            rows.append(Row(f"SFE training step ({device}, fp32), {label}, {encoded}", timed[variant][0], "s/step",
+                            note=f"{timed[variant][1]:.3g} CPU s"))  # fmt: skip
         rows.append(Row(f"speed-up of encoding distinct frames once, {label}",
-                        timed[f"{name}, every slot"] / timed[name], "x"))  # fmt: skip
+                        **ratios(timed[f"{name}, every slot"], timed[name])))  # fmt: skip
         ratio_name = f"speed-up over the published step (256x256 faces), ours at {label}"
         if "published" in timed:
-            rows.append(Row(ratio_name, timed["published"] / timed[name], "x", GOALS[name]))
+            rows.append(Row(ratio_name, **ratios(timed["published"], timed[name]), goal=GOALS[name]))
         else:
             reason = "no snapshot of the published code (make bench PUBLISHED=<Yaxinzhao97/MACL checkout or archive>)"
             rows.append(Row.not_measured(ratio_name, "x", reason, GOALS[name]))
     if "published" in timed:
-        rows.insert(0, Row(f"published SFE training step ({device}, fp32), 256x256 whole faces", timed["published"],
-                           "s/step", note="Yaxinzhao97/MACL, its .cuda() neutralised"))  # fmt: skip
+        rows.insert(0, Row(f"published SFE training step ({device}, fp32), 256x256 whole faces", timed["published"][0],
+                           "s/step", note=f"{timed['published'][1]:.3g} CPU s; Yaxinzhao97/MACL"))  # fmt: skip
     return rows
 
 
@@ -127,7 +136,7 @@ def mixed_precision_rows() -> list[Row]:
     rows = []
     if not torch.cuda.is_available():
         timed = side_by_side({"bf16": our_step(mouth, precision="bf16-mixed")}, rounds=1)
-        rows.append(Row("SFE training step (cpu, bf16-mixed), 96x96 mouth crops", timed["bf16"], "s/step"))
+        rows.append(Row("SFE training step (cpu, bf16-mixed), 96x96 mouth crops", timed["bf16"][0], "s/step"))
         for precision in ("bf16-mixed", "16-mixed"):
             rows.append(Row.not_measured(f"SFE training steps (GPU, {precision}), 256x256 faces", "steps/s", "no GPU"))
     else:
@@ -135,8 +144,8 @@ def mixed_precision_rows() -> list[Row]:
             batch = overlapping_batch(size)
             timed = side_by_side({"bf16-mixed": our_step(batch, precision="bf16-mixed"),
                                   "16-mixed": _float16_step(batch)}, rounds=3)  # fmt: skip
-            for precision, step_seconds in timed.items():
-                rows.append(Row(f"SFE training steps (GPU, {precision}), {size}x{size}", 1 / step_seconds, "steps/s"))
+            for precision, (wall, _) in timed.items():
+                rows.append(Row(f"SFE training steps (GPU, {precision}), {size}x{size}", 1 / wall, "steps/s"))
     rows.append(Row.not_measured("SFE training, DDP across processes on one node", "steps/s",
                                  "not part of this benchmark yet (tests/sfe_ddp.py runs 2 CPU processes)"))  # fmt: skip
     return rows
