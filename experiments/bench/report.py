@@ -20,8 +20,15 @@ from pathlib import Path
 import torch
 
 RESULTS_DIR = Path("results/bench")
-VERSIONED_PACKAGES = ("torch", "torchvision", "lightning", "numpy", "mediapipe", "opencv-python-headless",
-                      "imageio-ffmpeg", "onnxruntime")  # fmt: skip
+VERSIONED_PACKAGES = (  # besides python and torch (named with its build, +cu130 or +cpu)
+    "torchvision",
+    "lightning",
+    "numpy",
+    "mediapipe",
+    "opencv-contrib-python",
+    "imageio-ffmpeg",
+    "onnxruntime",
+)
 
 
 @dataclass(frozen=True)
@@ -110,8 +117,8 @@ def _cpu_model() -> str:
 
 def machine() -> dict:
     """The CPU model, its cores, torch's threads, the GPU when there is one, and the versions that matter."""
-    versions = {"python": platform.python_version(), "torch": torch.__version__}  # with its build (+cu130, +cpu)
-    for package in VERSIONED_PACKAGES[1:]:
+    versions = {"python": platform.python_version(), "torch": torch.__version__}
+    for package in VERSIONED_PACKAGES:
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
