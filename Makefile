@@ -86,8 +86,10 @@ REAL_SPLIT ?= dev
 CORPUS_CLIPS ?= 4
 REAL_STAMP := data/real_speech/.installed
 
-# `make bench`: BENCH="sfe preprocess ..." for some benchmarks, default all.
+# `make bench`: BENCH="sfe preprocess ..." for some benchmarks, default all; PUBLISHED=<a snapshot of the published
+# code, Yaxinzhao97/MACL: checkout, git repository or .tar/.zip> times its SFE step beside ours (else not measured).
 BENCH ?=
+PUBLISHED ?=
 
 # $(call fit,<stage>,<extra flags>): LightningCLI `fit` of conf/<stage>.yaml into runs/<stage>/$(NAME)/.
 define fit
@@ -196,8 +198,8 @@ tables: setup $(STAGE_DATA) ## A paper table: trains what is missing, evaluates,
 		--data $(DATA) --trainer $(TRAINER) $(if $(SYNCNET),--syncnet $(SYNCNET)) $(if $(ARGS),--args "$(ARGS)") \
 		$(if $(EVAL_CLIPS),--eval-clips $(EVAL_CLIPS)) $(if $(RAW),--raw $(RAW))
 
-bench: setup ## Run the benchmarks (BENCH="sfe ..." for some, default all); tables printed and saved in bench/
-	$(PY) -m experiments.bench $(BENCH)
+bench: setup ## Run the benchmarks (BENCH="sfe ..." for some; PUBLISHED=<MACL snapshot>); report in results/bench/
+	$(PY) -m experiments.bench $(BENCH) $(if $(PUBLISHED),--published "$(PUBLISHED)")
 
 clean: ## Remove caches (keeps .venv, data/ and runs/)
 	rm -rf .pytest_cache .ruff_cache

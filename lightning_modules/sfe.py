@@ -75,7 +75,7 @@ class SFEPretraining(LightningModule):
             window_frames=window_frames,
             mel_bins=mel_bins,
         )
-        self.visual = VisualEncoder(feature_dim, visual_width, frames_per_step, visual_hidden)
+        self.visual = VisualEncoder(feature_dim, visual_width, frames_per_step, visual_hidden, step_stride)
         self.sync_loss = SyncInfoNCE()
         self.speaker_loss = SpeakerInfoNCE()
 

@@ -1,5 +1,7 @@
 """The SFE nets (lightning_modules/nets/): shapes, the memory read, the ResNet-18 trunk, the ablation path."""
 
+import copy
+
 import pytest
 import torch
 import torchvision
@@ -7,7 +9,7 @@ import torchvision
 from lightning_modules.nets.audio_encoder import AudioEncoder
 from lightning_modules.nets.memory import LinearReadout, MemoryBank
 from lightning_modules.nets.sfe import SpeechFeatureExtractor
-from lightning_modules.nets.visual_encoder import VisualEncoder, resnet18_trunk
+from lightning_modules.nets.visual_encoder import VisualEncoder, resnet18_trunk, stack_layout
 
 
 @pytest.mark.parametrize(("window_frames", "mel_bins"), [(20, 80), (16, 64)])
@@ -55,6 +57,66 @@ def test_visual_encoder_gives_content_and_speaker_features_for_any_size(size):
     encoder = VisualEncoder(dim=16, width=8, frames=5, head_hidden=32)
     content, speaker = encoder(torch.rand(2, 3, 5, 3, size, size))
     assert content.shape == speaker.shape == (2, 3, 16)
+
+
+def overlapping_stacks(clips: int, steps: int, stride: int, size: int = 32) -> torch.Tensor:
+    """``[clips, steps, 5, 3, size, size]``: stacks of 5 consecutive frames of random clips, one every ``stride``."""
+    video = torch.rand(clips, stride * (steps - 1) + 5, 3, size, size)
+    positions = stride * torch.arange(steps)[:, None] + torch.arange(5)[None, :]
+    return video[:, positions]
+
+
+def test_stack_layout_finds_each_distinct_frame_of_overlapping_stacks_once():
+    source_step, source_slot, positions = stack_layout(steps=8, frames=5, step_stride=3)
+    assert len(source_step) == 26 and positions.shape == (8, 5)  # 8 stacks of 5 hold 26 frames
+    stacks = overlapping_stacks(1, 8, 3, size=2)
+    distinct = stacks[:, source_step, source_slot]
+    assert torch.equal(distinct[:, positions], stacks)
+
+
+def encoded_frames(encoder: VisualEncoder, frames: torch.Tensor) -> tuple[tuple[torch.Tensor, torch.Tensor], int]:
+    """The encoder's features of ``frames`` and how many frames its trunk encoded for them."""
+    seen = []
+    hook = encoder.trunk.register_forward_hook(lambda module, inputs, output: seen.append(len(inputs[0])))
+    features = encoder(frames)
+    hook.remove()
+    return features, sum(seen)
+
+
+def every_frame_features(encoder: VisualEncoder, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference: the encoder's trunk on every slot of ``[B, T, F, 3, H, W]``, each step's features
+    concatenated in time order, then its heads."""
+    batch, steps = frames.shape[:2]
+    features = encoder.trunk((frames.flatten(0, 2) - encoder.mean) / encoder.std).view(batch, steps, -1)
+    return encoder.content_head(features), encoder.speaker_head(features)
+
+
+@pytest.mark.parametrize("stride", [1, 3, 4])
+def test_visual_encoder_encodes_shared_frames_once_with_the_same_features_and_gradients(stride):
+    torch.manual_seed(0)
+    encoder = VisualEncoder(dim=16, width=8, frames=5, head_hidden=32, step_stride=stride).eval()
+    reference = copy.deepcopy(encoder)
+    frames = overlapping_stacks(clips=2, steps=6, stride=stride)
+
+    (content, speaker), encoded = encoded_frames(encoder, frames)
+    want_content, want_speaker = every_frame_features(reference, frames)
+
+    assert encoded == 2 * (stride * 5 + 5)  # each distinct frame once, not 2 * 6 * 5
+    torch.testing.assert_close(content, want_content)
+    torch.testing.assert_close(speaker, want_speaker)
+    (content.square().sum() + speaker.sum()).backward()
+    (want_content.square().sum() + want_speaker.sum()).backward()
+    for (name, got), want in zip(encoder.named_parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(got.grad, want.grad, msg=name)
+
+
+def test_visual_encoder_encodes_every_slot_when_the_stacks_do_not_overlap():
+    encoder = VisualEncoder(dim=16, width=8, frames=5, head_hidden=32, step_stride=3).eval()
+    frames = overlapping_stacks(clips=2, steps=4, stride=3)
+    frames[1, 2, 0] += 0.01  # one shared frame differs between two stacks
+    (content, _), encoded = encoded_frames(encoder, frames)
+    assert encoded == 2 * 4 * 5
+    torch.testing.assert_close(content, every_frame_features(encoder, frames)[0])
 
 
 @pytest.mark.parametrize("memory", [True, False])

@@ -22,6 +22,7 @@ from datamodules.corpus import CorpusError, discover
 from datamodules.face import mouth_opening
 from datamodules.media import open_clip, read_audio, read_video, write_video
 from datamodules.preprocess import packaging
+from datamodules.preprocess.clip import DecodedOnce
 from tests.test_datamodules import ClipIds
 
 
@@ -363,3 +364,23 @@ def test_a_split_folder_packaging_did_not_write_is_never_replaced(synthetic_corp
         marker.unlink()  # shards packaged before the marker hold LitData's files alone: still replaced
     packaging._package_split(legacy, "test", json.loads((legacy / "index.json").read_text())["splits"]["test"])
     assert (legacy / "test" / packaging.PACKAGED_MARKER).is_file()
+
+
+class CountingDecoder:
+    """Frames that count how often they are decoded (one pass over them is one decoding)."""
+
+    def __init__(self, frames: int):
+        self.frames, self.passes = [np.full((4, 4, 3), n, np.uint8) for n in range(frames)], 0
+
+    def __iter__(self):
+        self.passes += 1
+        yield from self.frames
+
+
+@pytest.mark.parametrize(("budget", "decodings"), [(10 * 48, 1), (9 * 48, 2)])
+def test_a_clip_that_fits_the_budget_is_decoded_once_for_its_two_passes(budget, decodings):
+    decoder = CountingDecoder(10)  # 10 frames of 48 bytes
+    decoded = DecodedOnce(decoder, budget)
+    first, second = [frame.copy() for frame in decoded], list(decoded)
+    assert decoder.passes == decodings
+    assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True)) and len(second) == 10

@@ -1,6 +1,6 @@
 """One clip -> its shard record: decoding, Face Mesh landmarks, registration, crops and the mel spectrogram."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
@@ -11,6 +11,7 @@ from datamodules.media import FPS, SAMPLE_RATE, MediaError, open_clip
 
 MIN_SECONDS = 1.0
 SILENCE_PEAK = 1e-4  # audio whose absolute peak stays below this is silent
+KEPT_FRAMES_BYTES = 512 << 20  # decoded frames a clip keeps between its two passes (1080p: about 3 s)
 RECORD_KEYS = (
     "clip",  # str, clip id
     "speaker",  # str
@@ -36,6 +37,30 @@ class ClipSkipped(Exception):
     """A clip that cannot be used; the message is the manifest's reason."""
 
 
+class DecodedOnce:
+    """The frames of a clip, decoded once when they fit in ``budget`` bytes: the first full pass keeps the frames
+    it decodes, and later passes read them from memory; a longer clip is decoded again on each pass, in bounded
+    memory (what ``frames`` does)."""
+
+    def __init__(self, frames: Iterable[np.ndarray], budget: int | None = None):
+        self.frames, self.budget = frames, KEPT_FRAMES_BYTES if budget is None else budget
+        self.kept: list[np.ndarray] | None = None
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        if self.kept is not None:
+            yield from self.kept
+            return
+        kept, size = [], 0
+        for frame in self.frames:
+            if kept is not None:
+                size += frame.nbytes
+                kept.append(frame)
+                if size > self.budget:
+                    kept = None
+            yield frame
+        self.kept = kept
+
+
 def _encoded_crops(frames: Iterable[np.ndarray], face_box: face.CropBox, mouth_boxes: list[face.CropBox]):
     """The face and mouth crops of every frame in one decoding pass, each JPEG-encoded as soon as it is cut, so
     memory holds JPEG bytes, not raw crops: ``(face_jpeg, face_offsets), (mouth_jpeg, mouth_offsets)``."""
@@ -57,7 +82,8 @@ def process_clip(clip: Clip) -> dict:
             raise ClipSkipped(f"shorter than {MIN_SECONDS:g} s ({len(audio) / SAMPLE_RATE:.2f} s of audio)")
         if np.abs(audio).max() < SILENCE_PEAK:
             raise ClipSkipped("the audio track is silent")
-        landmarks, detected = face.track_landmarks(frames)  # the first pass, which counts the frames
+        decoded = DecodedOnce(frames)
+        landmarks, detected = face.track_landmarks(decoded)  # the first pass, which counts the frames
     except MediaError as error:
         raise ClipSkipped(str(error)) from error
     if len(frames) < MIN_SECONDS * FPS:
@@ -69,7 +95,7 @@ def process_clip(clip: Clip) -> dict:
     crop_landmarks = face_box.to_crop(landmarks, face.FACE_CROP_SIZE)
     registered, pose = face.register(crop_landmarks)
     mouth_boxes = face.mouth_crop_boxes(landmarks)
-    (face_jpeg, face_offsets), (mouth_jpeg, mouth_offsets) = _encoded_crops(frames, face_box, mouth_boxes)
+    (face_jpeg, face_offsets), (mouth_jpeg, mouth_offsets) = _encoded_crops(decoded, face_box, mouth_boxes)
     return {
         "clip": clip.clip_id,
         "speaker": clip.speaker,

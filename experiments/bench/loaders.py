@@ -15,6 +15,8 @@ from datamodules.preprocess import preprocess
 from datamodules.renderer import RenderDataModule
 from datamodules.sfe import SFEDataModule
 from datamodules.synthetic import ensure_default_corpus
+from experiments.bench import Options
+from experiments.bench.report import Row
 
 SHARDS = Path("data/shards/synthetic")
 BATCHES = 24
@@ -49,7 +51,7 @@ def measure(datamodule) -> dict:
     return {"samples/s": rate, "MB/batch": size}
 
 
-def run() -> list[dict]:
+def run(options: Options) -> list[Row]:
     if not (SHARDS / "index.json").exists():
         preprocess(ensure_default_corpus(), "lrs3", SHARDS)
     modules = {
@@ -62,8 +64,10 @@ def run() -> list[dict]:
         ),
         "renderer pairs": lambda workers: RenderDataModule(str(SHARDS), batch_size=BATCH_SIZE, num_workers=workers),
     }
-    return [
-        {"datamodule": name, "workers": workers, **measure(build(workers))}
-        for name, build in modules.items()
-        for workers in (0, 2)
-    ]
+    rows = []
+    for name, build in modules.items():
+        for workers in (0, 2):
+            measured = measure(build(workers))
+            rows.append(Row(f"{name}, {workers} workers", measured["samples/s"], "samples/s"))
+        rows.append(Row(f"{name}, one batch as the workers ship it", measured["MB/batch"], "MB"))
+    return rows

@@ -1,143 +1,200 @@
-"""SFE pretraining speed: training steps per second at the paper's model size, and the sync loss's cost.
+"""SFE pretraining speed: this project's training step beside the published code's, at the published input
+(batch 4 clips x T = 8 steps x 5 frames of 256x256, fp32) and at the default 96x96 mouth crops, timed in one run
+in alternating rounds; then bf16-mixed, the sync loss, and the GPU rows when there is a GPU.
 
-Training: batch 4 clips of T=8 steps with 5 frames per step, 96x96 mouth crops and 256x256 whole faces,
-fp32 and bf16-mixed; a full Lightning step (forward, backward, Adam update) on a batch held in memory, so
-data loading is not measured; a few warm-up steps, then the timed ones. Sync loss: the vectorised
-``SyncInfoNCE`` against a per-clip loop of the same loss, forward and backward.
+A step is forward, loss, backward and Adam on a batch held in memory (data loading is not measured; Lightning's
+logging is left out), after one warm-up step per variant. The batch's stacks overlap as the DataModule's do (one
+every 3rd frame of a clip: 26 distinct frames per clip), so this project's encoder encodes each once; "every
+slot" is the same model encoding all 40 (the step before the deduplication). The published step
+(:mod:`experiments.bench.published`) needs ``make bench PUBLISHED=<snapshot of Yaxinzhao97/MACL>``.
 """
 
+import statistics
 import time
+from collections.abc import Callable
+from contextlib import ExitStack, nullcontext
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import Callback, Trainer, seed_everything
 from torch.utils import benchmark
-from torch.utils.data import DataLoader, Dataset
 
+from experiments.bench import Options
+from experiments.bench.published import published_step
+from experiments.bench.report import Row, at_least
 from lightning_modules.losses import ScaledCosine, SyncInfoNCE
 from lightning_modules.sfe import SFEPretraining
 
-BATCH, STEPS, FRAMES, FEATURES = 4, 8, 5, 128
-WARMUP_STEPS, TIMED_STEPS = 2, 5
-INPUTS = {"mouth 96x96": 96, "face 256x256": 256}
-PRECISIONS = ("32-true", "bf16-mixed")
+BATCH, STEPS, FRAMES, STRIDE, FEATURES = 4, 8, 5, 3, 128
+TIMED_ROUNDS = 2
+FACE, MOUTH = 256, 96
+GOALS = {"face": at_least(5), "mouth": at_least(20)}  # speed-up over the published step (issue 23)
 
 
-class RepeatedBatch(Dataset):
-    """The same contract batch ``length`` times (already batched: use ``batch_size=None``)."""
+def overlapping_batch(image_size: int, seed: int = 0) -> dict:
+    """A stage-1 batch whose stacks overlap as the DataModule's: ``frames`` ``[B, T, 5, 3, S, S]`` cut from
+    random clips of ``STRIDE * (T - 1) + 5`` frames."""
+    generator = torch.Generator().manual_seed(seed)
+    clips = torch.rand(BATCH, STRIDE * (STEPS - 1) + FRAMES, 3, image_size, image_size, generator=generator)
+    positions = STRIDE * torch.arange(STEPS)[:, None] + torch.arange(FRAMES)[None, :]
+    return {
+        "audio": torch.rand(BATCH, STEPS, 20, 80, generator=generator),
+        "frames": clips[:, positions],
+        "speaker": torch.arange(BATCH),
+    }
 
-    def __init__(self, image_size: int, length: int):
-        self.batch = {
-            "audio": torch.rand(BATCH, STEPS, 20, 80),
-            "frames": torch.rand(BATCH, STEPS, FRAMES, 3, image_size, image_size),
-            "speaker": torch.arange(BATCH),
+
+def our_step(batch: dict, deduplicate: bool = True, precision: str = "32-true") -> Callable[[], None]:
+    """One training step of ``SFEPretraining`` at the paper's sizes (``training_step``, backward, Adam)."""
+    torch.manual_seed(0)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = SFEPretraining(step_stride=STRIDE).to(device).train()
+    if not deduplicate:
+        model.visual.step_stride = None
+    model.log = model.log_dict = lambda *args, **kwargs: None  # no Trainer: the figures are the model's work
+    model.trainer = type("OneDevice", (), {"world_size": 1})()
+    optimizer = model.configure_optimizers()
+    batch = {name: value.to(device) for name, value in batch.items()}
+    autocast = torch.autocast(device, dtype=torch.bfloat16) if precision == "bf16-mixed" else nullcontext()
+
+    def step() -> None:
+        with autocast:
+            loss = model.training_step(batch, 0)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def seconds(step: Callable[[], None]) -> tuple[float, float]:
+    """Wall and CPU seconds (this process's threads) of one step."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    began, began_cpu = time.perf_counter(), time.process_time()
+    step()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - began, time.process_time() - began_cpu
+
+
+def side_by_side(steps: dict[str, Callable[[], None]], rounds: int = TIMED_ROUNDS) -> dict[str, tuple[float, float]]:
+    """Median wall and CPU seconds per step of each variant: one warm-up step each, then ``rounds`` rounds of one
+    step each, the variants alternating, so a change in the machine's load falls on all of them alike."""
+    for step in steps.values():
+        step()
+    times = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            times[name].append(seconds(step))
+    return {
+        name: tuple(statistics.median(kind) for kind in zip(*values, strict=True)) for name, values in times.items()
+    }
+
+
+def ratios(slower: tuple[float, float], faster: tuple[float, float]) -> dict:
+    """A speed-up row's ``value``, ``unit`` and ``note``: the wall-time ratio, with the CPU-time ratio in the note."""
+    return {"value": slower[0] / faster[0], "unit": "x", "note": f"{slower[1] / faster[1]:.3g}x in CPU time"}
+
+
+def training_rows(options: Options) -> list[Row]:
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    face, mouth = overlapping_batch(FACE), overlapping_batch(MOUTH)
+    rows = []
+    with ExitStack() as stack:
+        steps = {
+            "face": our_step(face),
+            "face, every slot": our_step(face, deduplicate=False),
+            "mouth": our_step(mouth),
+            "mouth, every slot": our_step(mouth, deduplicate=False),
         }
-        self.length = length
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, index: int) -> dict:
-        return self.batch
-
-
-class StepTimer(Callback):
-    """Wall time from the start of the first timed step to the end of the last (after the optimiser update)."""
-
-    def __init__(self, warmup: int):
-        self.warmup = warmup
-        self.start = self.end = 0.0
-
-    @staticmethod
-    def _now() -> float:
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        return time.perf_counter()
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if batch_idx == self.warmup:
-            self.start = self._now()
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.end = self._now()
+        if options.published is not None:
+            steps["published"] = stack.enter_context(published_step(options.published, face["audio"], face["frames"]))
+        timed = side_by_side(steps)
+    for name, size in (("face", FACE), ("mouth", MOUTH)):
+        label = f"{size}x{size} {'whole faces (the published input)' if size == FACE else 'mouth crops (the default)'}"
+        for variant in (name, f"{name}, every slot"):
+            encoded = "every slot (before)" if "every" in variant else "distinct frames once"
+            rows.append(Row(f"SFE training step ({device}, fp32), {label}, {encoded}", timed[variant][0], "s/step",
+                            note=f"{timed[variant][1]:.3g} CPU s"))  # fmt: skip
+        rows.append(Row(f"speed-up of encoding distinct frames once, {label}",
+                        **ratios(timed[f"{name}, every slot"], timed[name])))  # fmt: skip
+        ratio_name = f"speed-up over the published step (256x256 faces), ours at {label}"
+        if "published" in timed:
+            rows.append(Row(ratio_name, **ratios(timed["published"], timed[name]), goal=GOALS[name]))
+        else:
+            reason = "no snapshot of the published code (make bench PUBLISHED=<Yaxinzhao97/MACL checkout or archive>)"
+            rows.append(Row.not_measured(ratio_name, "x", reason, GOALS[name]))
+    if "published" in timed:
+        rows.insert(0, Row(f"published SFE training step ({device}, fp32), 256x256 whole faces", timed["published"][0],
+                           "s/step", note=f"{timed['published'][1]:.3g} CPU s; Yaxinzhao97/MACL"))  # fmt: skip
+    return rows
 
 
-def training_steps_per_second(image_size: int, precision: str) -> float:
-    seed_everything(0, verbose=False)
-    timer = StepTimer(WARMUP_STEPS)
-    trainer = Trainer(
-        accelerator="auto",
-        devices=1,
-        precision=precision,
-        max_steps=WARMUP_STEPS + TIMED_STEPS,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[timer],
-    )
-    data = DataLoader(RepeatedBatch(image_size, WARMUP_STEPS + TIMED_STEPS), batch_size=None)
-    trainer.fit(SFEPretraining(), data)
-    return TIMED_STEPS / (timer.end - timer.start)
+def mixed_precision_rows() -> list[Row]:
+    """bf16-mixed on this device; bf16-mixed and 16-mixed on a GPU (not measured without one)."""
+    mouth = overlapping_batch(MOUTH)
+    rows = []
+    if not torch.cuda.is_available():
+        timed = side_by_side({"bf16": our_step(mouth, precision="bf16-mixed")}, rounds=1)
+        rows.append(Row("SFE training step (cpu, bf16-mixed), 96x96 mouth crops", timed["bf16"][0], "s/step"))
+        for precision in ("bf16-mixed", "16-mixed"):
+            rows.append(Row.not_measured(f"SFE training steps (GPU, {precision}), 256x256 faces", "steps/s", "no GPU"))
+    else:
+        for size in (FACE, MOUTH):
+            batch = overlapping_batch(size)
+            timed = side_by_side({"bf16-mixed": our_step(batch, precision="bf16-mixed"),
+                                  "16-mixed": _float16_step(batch)}, rounds=3)  # fmt: skip
+            for precision, (wall, _) in timed.items():
+                rows.append(Row(f"SFE training steps (GPU, {precision}), {size}x{size}", 1 / wall, "steps/s"))
+    rows.append(Row.not_measured("SFE training, DDP across processes on one node", "steps/s",
+                                 "not part of this benchmark yet (tests/sfe_ddp.py runs 2 CPU processes)"))  # fmt: skip
+    return rows
+
+
+def _float16_step(batch: dict) -> Callable[[], None]:
+    """``16-mixed`` on a GPU: float16 autocast with a gradient scaler, as Lightning's precision plugin."""
+    torch.manual_seed(0)
+    model = SFEPretraining(step_stride=STRIDE).cuda().train()
+    model.log = model.log_dict = lambda *args, **kwargs: None
+    model.trainer = type("OneDevice", (), {"world_size": 1})()
+    optimizer, scaler = model.configure_optimizers(), torch.amp.GradScaler("cuda")
+    batch = {name: value.cuda() for name, value in batch.items()}
+
+    def step() -> None:
+        with torch.autocast("cuda", dtype=torch.float16):
+            loss = model.training_step(batch, 0)
+        optimizer.zero_grad()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+    return step
 
 
 def per_clip_sync_loss(similarity: ScaledCosine, audio: torch.Tensor, visual: torch.Tensor) -> torch.Tensor:
     """The sync loss as a Python loop over clips: the reference the vectorised loss is timed against."""
-    steps = audio.shape[1]
-    targets = torch.arange(steps)
+    targets = torch.arange(audio.shape[1])
     return torch.stack([F.cross_entropy(similarity(a, v), targets) for a, v in zip(audio, visual, strict=True)]).mean()
 
 
-def sync_loss_milliseconds(batch: int, vectorised: bool) -> float:
-    loss = SyncInfoNCE()
-    audio = torch.randn(batch, STEPS, FEATURES, requires_grad=True)
-    visual = torch.randn(batch, STEPS, FEATURES, requires_grad=True)
-    if vectorised:
-        statement = "loss(audio, visual).loss.backward()"
-    else:
-        statement = "per_clip_sync_loss(loss.similarity, audio, visual).backward()"
-    timer = benchmark.Timer(
-        statement,
-        globals={"loss": loss, "audio": audio, "visual": visual, "per_clip_sync_loss": per_clip_sync_loss},
-        num_threads=torch.get_num_threads(),
-    )
-    return timer.blocked_autorange(min_run_time=1.0).median * 1e3
-
-
-def run() -> list[dict]:
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+def sync_loss_rows() -> list[Row]:
     rows = []
-    for input_name, image_size in INPUTS.items():
-        for precision in PRECISIONS:
-            rows.append(
-                {
-                    "measurement": f"SFE training step ({device}), B={BATCH} T={STEPS} {FRAMES} frames/step",
-                    "input": input_name,
-                    "precision": precision,
-                    "value": training_steps_per_second(image_size, precision),
-                    "unit": "steps/s",
-                }
-            )
     for batch in (BATCH, 64):
-        times = {kind: sync_loss_milliseconds(batch, kind == "vectorised") for kind in ("vectorised", "per-clip loop")}
-        for kind, milliseconds in times.items():
-            rows.append(
-                {
-                    "measurement": f"sync loss forward+backward, {kind}",
-                    "input": f"B={batch} T={STEPS} D={FEATURES}",
-                    "precision": "32-true",
-                    "value": milliseconds,
-                    "unit": "ms",
-                }
-            )
-        rows.append(
-            {
-                "measurement": "sync loss speed-up of the vectorised loss",
-                "input": f"B={batch} T={STEPS} D={FEATURES}",
-                "precision": "32-true",
-                "value": times["per-clip loop"] / times["vectorised"],
-                "unit": "x",
-            }
-        )
+        loss = SyncInfoNCE()
+        audio = torch.randn(batch, STEPS, FEATURES, requires_grad=True)
+        visual = torch.randn(batch, STEPS, FEATURES, requires_grad=True)
+        milliseconds = {}
+        statements = {"vectorised": "loss(audio, visual).loss.backward()",
+                      "per-clip loop": "per_clip_sync_loss(loss.similarity, audio, visual).backward()"}  # fmt: skip
+        for kind, statement in statements.items():
+            timer = benchmark.Timer(statement, num_threads=torch.get_num_threads(), globals={
+                "loss": loss, "audio": audio, "visual": visual, "per_clip_sync_loss": per_clip_sync_loss})  # fmt: skip
+            milliseconds[kind] = timer.blocked_autorange(min_run_time=1.0).median * 1e3
+            rows.append(Row(f"sync loss forward+backward, {kind}, B={batch} T={STEPS}", milliseconds[kind], "ms"))
+        rows.append(Row(f"sync loss speed-up of the vectorised loss, B={batch}",
+                        milliseconds["per-clip loop"] / milliseconds["vectorised"], "x"))  # fmt: skip
     return rows
+
+
+def run(options: Options) -> list[Row]:
+    return training_rows(options) + mixed_precision_rows() + sync_loss_rows()
