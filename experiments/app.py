@@ -14,12 +14,15 @@ run ``make demo`` and takes no job. The API: ``/generate``, as ``gradio_client``
 """
 
 import argparse
+import contextlib
+import html
 import os
 import shutil
 import signal
 import sys
 import tempfile
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,13 +157,13 @@ def build_page(studio: Studio):
             f"{studio.max_seconds:g} s, {MAX_SAMPLES} samples; jobs wait in a queue."
         )
         if studio.missing:
-            gr.Markdown(f"**{studio.missing}**", elem_id="missing")
+            gr.Markdown(f"**{html.escape(studio.missing)}**", elem_id="missing")
         with gr.Row():
             with gr.Column():
                 photo = gr.Image(label="Photo", sources=["upload", "webcam", "clipboard"], type="filepath",
                                  image_mode=None, elem_id="photo")  # fmt: skip
                 speech = gr.Audio(label="Speech", sources=["upload", "microphone"], type="filepath", elem_id="speech")
-                with gr.Accordion("Settings (as `make generate`)", open=False):
+                with gr.Accordion("Settings (the defaults of make generate)", open=False):
                     mode = gr.Radio(list(MODES), value="max", label="Mode",
                                     info="max: the likeliest motion; mean: their average; sample: drawn")  # fmt: skip
                     samples = gr.Slider(1, MAX_SAMPLES, value=1, step=1, label="Samples (mode sample)")
@@ -170,9 +173,9 @@ def build_page(studio: Studio):
                                    elem_id="generate")  # fmt: skip
             with gr.Column():
                 video = gr.Video(label="Video", interactive=False, elem_id="video")
-                videos = gr.File(label="Download (every sample)", file_count="multiple", elem_id="videos")
+                videos = gr.File(label="Download (every sample)", file_count="multiple", height=110, elem_id="videos")
                 notes = gr.Markdown(elem_id="notes")
-        gr.Markdown(studio.describe(), elem_id="models")
+        gr.Markdown(html.escape(studio.describe()), elem_id="models")
         button.click(run, [photo, speech, mode, samples, seed, lip_gain], [video, videos, notes],
                      api_name="generate", preprocess=False)  # fmt: skip
     return page
@@ -192,6 +195,23 @@ def start(studio: Studio, host: str = HOST, port: int = PORT, jobs: int = 1, blo
     return page
 
 
+@contextlib.contextmanager
+def temporary_folder() -> Iterator[Path]:
+    """A new folder ``macl-app-*`` under the system's temporary folder for the uploads and videos of a page (made
+    Gradio's own, ``GRADIO_TEMP_DIR``, while it lasts); removed with everything in it on exit."""
+    folder = Path(tempfile.mkdtemp(prefix="macl-app-"))
+    previous = os.environ.get("GRADIO_TEMP_DIR")
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        if previous is None:
+            os.environ.pop("GRADIO_TEMP_DIR", None)
+        else:
+            os.environ["GRADIO_TEMP_DIR"] = previous
+
+
 def _stop(signum, frame):
     raise KeyboardInterrupt  # SIGTERM stops the server as Ctrl-C does, so the temporary folder is removed
 
@@ -208,18 +228,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}.")
-    folder = Path(tempfile.mkdtemp(prefix="macl-app-"))
-    os.environ["GRADIO_TEMP_DIR"] = str(folder)  # uploads and Gradio's copies of the videos go there too
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     signal.signal(signal.SIGTERM, _stop)
-    try:
+    with contextlib.suppress(KeyboardInterrupt), temporary_folder() as folder:
         studio = Studio.load(args.mdn, args.renderer, folder, args.max_seconds)
         print(studio.describe(), f"At most {args.jobs} job(s) at once; temporary folder {folder}.", flush=True)
         start(studio, args.host, args.port, args.jobs)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
     return 0
 
 

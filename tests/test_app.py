@@ -173,7 +173,7 @@ def served_page(tiny_runs, tmp_path_factory):
                                f"--renderer={tiny_runs['renderer']}"], cwd=ROOT, env=env)  # fmt: skip
     url = f"http://127.0.0.1:{port}/"
     try:
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + 600  # minutes on 2 busy cores
         while True:
             try:
                 urllib.request.urlopen(url, timeout=5)
