@@ -62,6 +62,13 @@ GENERATE_OUT = $(if $(filter command line environment,$(origin OUT)),$(OUT),outp
 DEMO_RUN ?= demo
 DEMO_RECIPE ?= real
 
+# `make app`: the web page and its API on HOST:PORT, with the MDN and RENDERER of `make generate` loaded once;
+# JOBS=<jobs at once> (default 1 on a CPU). HOST is taken from the command line only (some shells export a HOST
+# of their own): the page listens on 127.0.0.1 unless `make app HOST=0.0.0.0` asks for the network.
+APP_HOST = $(if $(filter command line,$(origin HOST)),$(HOST),127.0.0.1)
+PORT ?= 7860
+JOBS ?=
+
 # `make sweep` / `make sweep-local`: SWEEP=<experiments/sweeps/*.yaml> COUNT=<trials>; FAST=1 and ARGS apply to
 # every local trial (its flags go before the swept ones, so the sweep's values win).
 SWEEP ?= experiments/sweeps/sfe.yaml
@@ -100,7 +107,7 @@ $(PY) -m experiments.cli fit \
 	$(if $(NAME),--run.name $(NAME)) $(2) $(ARGS)
 endef
 
-.PHONY: help setup test test-all lint corpus data pretrain-sfe train-mdn train-renderer generate demo weights evaluate evaluate-real real-data tables sweep sweep-local bench clean
+.PHONY: help setup test test-all test-browser lint corpus data pretrain-sfe train-mdn train-renderer generate app demo weights evaluate evaluate-real real-data tables sweep sweep-local bench clean
 
 help: ## List the targets and the variables they take
 	@echo "Usage: make <target> [DATA=<shards>] [NAME=<run>] [FAST=1] [ARGS=\"--trainer.max_epochs 5\"]"
@@ -117,8 +124,11 @@ $(STAMP): pyproject.toml
 test: setup ## Run the fast test suite (what CI runs)
 	$(PY) -m pytest
 
-test-all: setup ## Run the fast and the `slow` tests (not the `gpu` ones)
+test-all: setup ## Run the fast, the `slow` and the `browser` tests (not the `gpu` ones)
 	$(PY) -m pytest -m "not gpu"
+
+test-browser: setup ## Run the `browser` tests: the web page in a headless Chromium (Debian's chromium, chromium-driver)
+	$(PY) -m pytest -m browser
 
 lint: setup ## Check the code with ruff
 	$(PY) -m ruff check .
@@ -149,6 +159,9 @@ generate: setup ## A talking-head video: IMAGE=<photo> AUDIO=<speech> OUT=<video
 	@test -n "$(IMAGE)" -a -n "$(AUDIO)" || { echo "error: make generate needs IMAGE=<photo> and AUDIO=<speech>." >&2; exit 2; }
 	$(PY) -m experiments.generate --image "$(IMAGE)" --audio "$(AUDIO)" --out "$(GENERATE_OUT)" --mode $(MODE) \
 		--samples $(SAMPLES) --seed $(SEED) --mdn "$(MDN)" --renderer "$(RENDERER)" $(if $(LIP_GAIN),--lip-gain $(LIP_GAIN))
+
+app: setup ## The web page and its API: photo + speech -> video on http://HOST:PORT (MDN, RENDERER, JOBS; docs/app.md)
+	$(PY) -m experiments.app --host $(APP_HOST) --port $(PORT) --mdn "$(MDN)" --renderer "$(RENDERER)" $(if $(JOBS),--jobs $(JOBS))
 
 # The demo's FAST=1 runs: a finished run (its metrics.json) is reused; an interrupted one resumes.
 runs/sfe/$(DEMO_RUN)/metrics.json: | $(STAMP) $(DEFAULT_DATA)/index.json

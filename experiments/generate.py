@@ -59,6 +59,11 @@ class GenerationError(ValueError):
     """Bad arguments for generation; the message is one sentence."""
 
 
+# What bad input raises (one sentence each), as opposed to a fault of the program: the command line and the web
+# page (experiments.app) answer these with their message.
+INPUT_ERRORS = (GenerationError, PhotoError, face.NoFaceError, MediaError, CheckpointError)
+
+
 def resolve_checkpoint(path: str | Path, stage: str) -> Path:
     """The checkpoint file that ``path`` names for ``stage`` (:func:`lightning_modules.checkpoints.resolve_checkpoint`:
     the file itself, or a run folder's best checkpoint, else its ``checkpoints/last.ckpt``); the default
@@ -215,11 +220,13 @@ def generate(
     blinks: bool = True,
     progress: bool = True,
     report: Callable[[str], None] = lambda message: print(message, file=sys.stderr),
+    models: Models | None = None,
 ) -> list[Path]:
     """Writes the talking-head video(s) of the face in ``image`` saying ``audio``; returns their paths.
 
-    Raises a ValueError subclass with one sentence on bad input (GenerationError, PhotoError, face.NoFaceError,
-    MediaError, CheckpointError), before any output file exists.
+    ``models``, already loaded (the web page loads them once), stand for ``mdn`` and ``renderer``. The photo's
+    notes (several faces, a small face) go to ``report``. Raises one of INPUT_ERRORS with one sentence on bad
+    input, before any output file exists.
     """
     out = Path(out)
     if mode not in MODES:
@@ -234,7 +241,7 @@ def generate(
         raise GenerationError(f"The chunk length must be at least one frame, got {chunk}.")
     if not 0 <= lip_gain <= 5:
         raise GenerationError(f"The lip gain must be between 0 (lips held still) and 5, got {lip_gain}.")
-    checkpoints = resolve_checkpoint(mdn, "mdn"), resolve_checkpoint(renderer, "renderer")
+    checkpoints = None if models else (resolve_checkpoint(mdn, "mdn"), resolve_checkpoint(renderer, "renderer"))
     paths = output_paths(out, samples, seed)
     with tempfile.TemporaryDirectory(prefix="macl-generate-") as scratch:
         speech = decode_speech(audio, Path(scratch) / "speech.wav")
@@ -245,7 +252,7 @@ def generate(
             report(
                 "note: no run of your own in runs/, so the models shipped in weights/ speak (`make demo` trains one)."
             )
-        models = Models.load(*checkpoints)
+        models = models or Models.load(*checkpoints)
         done: list[Path] = []
         with tqdm(total=speech.frames * samples, unit="frame", desc="generate", disable=not progress) as bar:
             try:
@@ -287,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         paths = generate(args.image, args.audio, args.out, args.mode, args.samples, args.seed, args.mdn,
                          args.renderer, args.chunk, args.feather, args.lip_gain, args.resolution,
                          not args.no_blinks, progress=not args.no_progress)  # fmt: skip
-    except (GenerationError, PhotoError, face.NoFaceError, MediaError, CheckpointError) as error:
+    except INPUT_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     for path in paths:

@@ -1,4 +1,4 @@
-"""Shared fixtures, built once per test session: the tiny corpus every data test starts from."""
+"""Shared fixtures, built once per test session: the tiny corpus every data test starts from, tiny checkpoints."""
 
 import uuid
 from pathlib import Path
@@ -76,3 +76,39 @@ def s3_shards(synthetic_shards, s3_endpoint) -> str:
         if path.is_file() and relative.parts[0] in ("index.json", "train", "val", "test"):
             client.upload_file(str(path), bucket, f"corpora/synthetic/{relative.as_posix()}")
     return f"s3://{bucket}/corpora/synthetic"
+
+
+def _save_checkpoint(model, path: Path) -> Path:
+    """Writes ``model``'s checkpoint as a Trainer does (hooks included, so the stage is stamped)."""
+    from lightning.pytorch import Trainer
+
+    trainer = Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, accelerator="cpu")  # fmt: skip
+    trainer.strategy.connect(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    trainer.save_checkpoint(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory) -> dict[str, Path]:
+    """Run folders ``<stage>/checkpoints/last.ckpt`` of a tiny MDN (outputs near the canonical face: small
+    statistics) and a tiny renderer, both at random initialisation, written by the real LightningModules."""
+    import numpy as np
+    import torch
+
+    from datamodules.face import CANONICAL_FACE
+    from lightning_modules.mdn import LandmarkMDN
+    from lightning_modules.renderer import FaceRenderer
+    from tests.mdn_data import TINY_SFE
+
+    torch.manual_seed(0)
+    statistics = {
+        "registered": {"mean": CANONICAL_FACE.tolist(), "std": np.full((68, 3), 0.01).tolist()},
+        "relative_pose": {"mean": [0.0] * 6, "std": [0.01] * 6},
+    }
+    root = tmp_path_factory.mktemp("runs")
+    mdn = LandmarkMDN(sfe_hparams=TINY_SFE, statistics=statistics, reference_dim=8, hidden_dim=32)
+    _save_checkpoint(mdn, root / "mdn" / "checkpoints" / "last.ckpt")
+    _save_checkpoint(FaceRenderer(width=8), root / "renderer" / "checkpoints" / "last.ckpt")
+    return {"mdn": root / "mdn", "renderer": root / "renderer"}

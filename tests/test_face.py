@@ -237,3 +237,37 @@ def test_paste_feathers_the_edge_smoothly():
     assert np.diff(rising).max() <= 255 / (0.1 * box.side) + 2, "in steps of about 1/feather-width"
     hard = box.paste(frame, white, feather=0.0)[100, :, 0].astype(int)
     assert (hard[41:159] == 255).all() and hard[:39].max() == 0
+
+
+def test_overlapping_stderr_silencing_from_threads_gives_stderr_back():
+    import os
+    import threading
+
+    def target() -> tuple[int, int]:
+        status = os.fstat(2)
+        return status.st_dev, status.st_ino
+
+    original, devnull = target(), os.stat(os.devnull)
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+    seen = {}
+
+    def first():
+        with face.native_stderr_silenced():
+            first_in.set()
+            second_in.wait(10)
+        first_out.set()
+
+    def second():
+        first_in.wait(10)
+        with face.native_stderr_silenced():
+            second_in.set()
+            first_out.wait(10)
+            seen["after the first left"] = target()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert seen["after the first left"] == (devnull.st_dev, devnull.st_ino)  # still silenced for the second
+    assert target() == original  # and given back when the last one left (not left on /dev/null)

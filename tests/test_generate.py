@@ -10,7 +10,6 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 import soundfile
-import torch
 from PIL import Image
 from skimage import data
 
@@ -27,17 +26,10 @@ from datamodules.media import (
 from datamodules.photo import PhotoError, load_photo, load_reference, reference_from_photo
 from experiments import generate as generation
 from experiments.streaming import Chunk, audio_features, landmark_chunks, whole_audio_features
+from tests.speech_data import speech_like as _speech_like
 from tests.trainer import fast_fit
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
-
-
-def _speech_like(seconds: float, rate: int, seed: int = 0) -> np.ndarray:
-    """A voiced tone at 140 Hz with harmonics, loud in syllables of about 200 ms and quiet between them."""
-    t = np.arange(int(seconds * rate)) / rate
-    voice = sum(np.sin(2 * np.pi * 140 * k * t) / k for k in range(1, 8))
-    envelope = np.clip(np.sin(2 * np.pi * 2.5 * t + seed), 0, None) ** 2
-    return (0.2 * voice * envelope).astype(np.float32)
 
 
 def _encode(source: Path, target: Path, *flags: str) -> Path:
@@ -373,41 +365,7 @@ def test_bad_input_is_one_sentence_and_leaves_no_file(tmp_path, capsys, good_inp
     assert list(out_dir.iterdir()) == []
 
 
-# The whole chain on tiny, randomly initialised stages (written by the real LightningModules)
-
-TINY_SFE = {"audio_dim": 32, "audio_width": 8, "gru_hidden": 32, "feature_dim": 16, "memory_slots": 16,
-            "memory_hidden": 32}  # fmt: skip
-
-
-def save_checkpoint(model, path: Path) -> Path:
-    """Writes ``model``'s checkpoint as a Trainer does (hooks included, so the stage is stamped)."""
-    from lightning.pytorch import Trainer
-
-    trainer = Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                      enable_model_summary=False, accelerator="cpu")  # fmt: skip
-    trainer.strategy.connect(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    trainer.save_checkpoint(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def tiny_runs(tmp_path_factory) -> dict[str, Path]:
-    """Run folders ``<stage>/checkpoints/last.ckpt`` of a tiny MDN (outputs near the canonical face: small
-    statistics) and a tiny renderer, both at random initialisation."""
-    from lightning_modules.mdn import LandmarkMDN
-    from lightning_modules.renderer import FaceRenderer
-
-    torch.manual_seed(0)
-    statistics = {
-        "registered": {"mean": face.CANONICAL_FACE.tolist(), "std": np.full((68, 3), 0.01).tolist()},
-        "relative_pose": {"mean": [0.0] * 6, "std": [0.01] * 6},
-    }
-    root = tmp_path_factory.mktemp("runs")
-    mdn = LandmarkMDN(sfe_hparams=TINY_SFE, statistics=statistics, reference_dim=8, hidden_dim=32)
-    save_checkpoint(mdn, root / "mdn" / "checkpoints" / "last.ckpt")
-    save_checkpoint(FaceRenderer(width=8), root / "renderer" / "checkpoints" / "last.ckpt")
-    return {"mdn": root / "mdn", "renderer": root / "renderer"}
+# The whole chain on tiny, randomly initialised stages (the session's `tiny_runs`, tests/conftest.py)
 
 
 def test_generation_writes_a_video_as_long_as_the_speech(tmp_path, astronaut, short_speech, tiny_runs, capsys):

@@ -1,6 +1,7 @@
 """The shipped default models (experiments/weights.py) and generation's fall-back to them (experiments/generate.py)."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -10,25 +11,27 @@ from experiments import weights
 from lightning_modules.checkpoints import CheckpointError
 from lightning_modules.mdn import load_landmark_mdn
 from lightning_modules.renderer import load_face_renderer
-from tests.test_generate import tiny_runs  # noqa: F401  the fixture
 
 
-def test_shipping_keeps_what_generation_loads_and_drops_the_optimiser(tiny_runs, tmp_path):  # noqa: F811
+def test_shipping_keeps_what_generation_loads_and_drops_the_optimiser(tiny_runs, tmp_path):
+    out = tmp_path / "weights"
+    tiny_runs = {stage: shutil.copytree(run, tmp_path / "runs" / stage) for stage, run in tiny_runs.items()}
     for stage in ("mdn", "renderer"):
         full = torch.load(tiny_runs[stage] / "checkpoints" / "last.ckpt", weights_only=True)
         full["optimizer_states"] = [{"state": {0: {"exp_avg": torch.zeros(1000)}}}]
         torch.save(full, tiny_runs[stage] / "checkpoints" / "last.ckpt")
         (tiny_runs[stage] / "metrics.json").write_text(json.dumps({"val/psnr_mouth": 20.5}))
     assert weights.main(["--mdn", str(tiny_runs["mdn"]), "--renderer", str(tiny_runs["renderer"]),
-                         "--out", str(tmp_path)]) == 0  # fmt: skip
-    shipped = torch.load(tmp_path / "mdn.ckpt", weights_only=True)
+                         "--out", str(out)]) == 0  # fmt: skip
+    shipped = torch.load(out / "mdn.ckpt", weights_only=True)
     assert "optimizer_states" not in shipped and "state_dict" in shipped
-    mdn, renderer = load_landmark_mdn(tmp_path / "mdn.ckpt"), load_face_renderer(tmp_path / "renderer.ckpt")
-    original = load_landmark_mdn(tiny_runs["mdn"] / "checkpoints" / "last.ckpt")
-    for name, value in original.state_dict().items():
-        assert torch.equal(mdn.state_dict()[name], value), name
-    assert renderer is not None
-    record = json.loads((tmp_path / "renderer.metrics.json").read_text())
+    mdn, renderer = load_landmark_mdn(out / "mdn.ckpt"), load_face_renderer(out / "renderer.ckpt")
+    originals = (load_landmark_mdn(tiny_runs["mdn"] / "checkpoints" / "last.ckpt"),
+                 load_face_renderer(tiny_runs["renderer"] / "checkpoints" / "last.ckpt"))  # fmt: skip
+    for shipped_model, original in zip((mdn, renderer), originals, strict=True):
+        for name, value in original.state_dict().items():
+            assert torch.equal(shipped_model.state_dict()[name], value), name
+    record = json.loads((out / "renderer.metrics.json").read_text())
     assert record["metrics"] == {"val/psnr_mouth": 20.5} and record["source_checkpoint"] == "last.ckpt"
 
 

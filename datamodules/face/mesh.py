@@ -3,6 +3,7 @@ the package's docstring), and the filling of short gaps where no face was found.
 
 import contextlib
 import os
+import threading
 from collections.abc import Iterable, Iterator
 
 import mediapipe as mp
@@ -24,6 +25,8 @@ MIRRORED_IBUG68 = np.array([
 ])  # fmt: skip
 MAX_INTERPOLATED_GAP = 5  # frames without a face that are interpolated
 MIN_FACE_RATIO = 0.8  # a clip with fewer frames with a face is skipped
+_STDERR_LOCK = threading.Lock()
+_stderr_silencers = {"count": 0, "saved": -1}  # overlapping native_stderr_silenced() users and the saved fd 2
 
 
 class NoFaceError(ValueError):
@@ -32,15 +35,24 @@ class NoFaceError(ValueError):
 
 @contextlib.contextmanager
 def native_stderr_silenced() -> Iterator[None]:
-    """Silences what MediaPipe's C++ side prints to file descriptor 2 while it starts (TFLite and absl banners)."""
-    saved = os.dup(2)
-    with open(os.devnull, "w") as devnull:
-        os.dup2(devnull.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+    """Silences what MediaPipe's C++ side prints to file descriptor 2 while it starts (TFLite and absl banners).
+
+    Threads may overlap (the web page runs jobs side by side): fd 2 is saved by the first and given back by the
+    last, so that one thread's exit never restores another's silence for good."""
+    with _STDERR_LOCK:
+        if _stderr_silencers["count"] == 0:
+            _stderr_silencers["saved"] = os.dup(2)
+            with open(os.devnull, "w") as devnull:
+                os.dup2(devnull.fileno(), 2)
+        _stderr_silencers["count"] += 1
+    try:
+        yield
+    finally:
+        with _STDERR_LOCK:
+            _stderr_silencers["count"] -= 1
+            if _stderr_silencers["count"] == 0:
+                os.dup2(_stderr_silencers["saved"], 2)
+                os.close(_stderr_silencers["saved"])
 
 
 class FaceMeshTracker:
