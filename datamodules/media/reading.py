@@ -133,6 +133,14 @@ class VideoFrames:
         return len(self), self.height, self.width, 3
 
 
+def non_finite_audio(path: str | Path, count: int, first: int, sample_rate: int = SAMPLE_RATE) -> str:
+    """The sentence for audio of ``path`` that holds ``count`` NaN or infinite samples, the first at ``first``."""
+    return (
+        f"{path} holds {count} non-finite audio samples (NaN or infinite, the first at {first / sample_rate:.2f} s): "
+        "the recording is damaged; export it again."
+    )
+
+
 def _audio(path: Path, info: MediaInfo, sample_rate: int) -> np.ndarray:
     if not info.has_audio:
         raise MediaError(f"{path} has no audio track.")

@@ -7,7 +7,7 @@ import numpy as np
 from datamodules import face
 from datamodules.audio import mel_spectrogram
 from datamodules.corpus import Clip
-from datamodules.media import FPS, SAMPLE_RATE, MediaError, open_clip
+from datamodules.media import FPS, SAMPLE_RATE, MediaError, non_finite_audio, open_clip
 
 MIN_SECONDS = 1.0
 SILENCE_PEAK = 1e-4  # audio whose absolute peak stays below this is silent
@@ -55,6 +55,9 @@ def process_clip(clip: Clip) -> dict:
         frames, audio = open_clip(clip.path)  # [T, H, W, 3] decoded frame by frame on each pass, [N]
         if len(audio) < MIN_SECONDS * SAMPLE_RATE:
             raise ClipSkipped(f"shorter than {MIN_SECONDS:g} s ({len(audio) / SAMPLE_RATE:.2f} s of audio)")
+        finite = np.isfinite(audio)
+        if not finite.all():
+            raise ClipSkipped(non_finite_audio(clip.path, int((~finite).sum()), int(np.argmin(finite))))
         if np.abs(audio).max() < SILENCE_PEAK:
             raise ClipSkipped("the audio track is silent")
         landmarks, detected = face.track_landmarks(frames)  # the first pass, which counts the frames
