@@ -33,6 +33,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from datamodules.audio import MELS_PER_FRAME, WINDOW_MELS
 from datamodules.shards import ShardsError, read_index
+from datamodules.state_files import write_atomically
 from lightning_modules.checkpoints import CheckpointError
 
 RUN_NAME_ENV = "MACL_RUN_NAME"
@@ -217,7 +218,7 @@ class RunRecorder(Callback):
             if checkpoint.best_model_score is not None:
                 record["best_score"] = float(checkpoint.best_model_score)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        write_atomically(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
 class RunModelCheckpoint(ModelCheckpoint):

@@ -18,7 +18,6 @@ the scratch audio and end with one sentence (exit status 130 and 143). docs/bad-
 """
 
 import argparse
-import json
 import signal
 import sys
 import tempfile
@@ -35,7 +34,7 @@ from datamodules import face
 from datamodules.media import MediaError, Speech, VideoStreamWriter, decode_speech
 from datamodules.photo import PhotoError, Reference, load_reference
 from experiments.streaming import CHUNK_FRAMES, OVERLAP_FRAMES, landmark_chunks
-from lightning_modules.checkpoints import CheckpointError
+from lightning_modules.checkpoints import CheckpointError, read_run_metrics
 
 MODES = ("max", "mean", "sample")
 STAGES = {  # stage -> (its name in messages, the command that trains it, the flag that picks a checkpoint)
@@ -68,12 +67,10 @@ def resolve_checkpoint(path: str | Path, stage: str) -> Path:
     if path.is_file():
         return path
     if path.is_dir():
-        metrics = path / "metrics.json"
         candidates = []
-        if metrics.is_file():
-            best = json.loads(metrics.read_text()).get("best_checkpoint")
-            if best:
-                candidates += [Path(best), path / "checkpoints" / Path(best).name]
+        best = read_run_metrics(path).get("best_checkpoint")
+        if isinstance(best, str) and best:
+            candidates += [Path(best), path / "checkpoints" / Path(best).name]
         candidates.append(path / "checkpoints" / "last.ckpt")
         for candidate in candidates:
             if candidate.is_file():

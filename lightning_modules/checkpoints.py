@@ -9,6 +9,7 @@ expected and what was found.
 """
 
 import inspect
+import json
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -21,6 +22,24 @@ STAGE_KEY = "macl_stage"
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing, unreadable, or not the one the caller expected."""
+
+
+def read_run_metrics(run_dir: str | Path) -> dict:
+    """The ``metrics.json`` record of a run folder (empty when there is none); CheckpointError, with how to recover,
+    when it is not a JSON object (cut short, or edited by hand)."""
+    path = Path(run_dir) / "metrics.json"
+    if not path.is_file():
+        return {}
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        record = None
+    if not isinstance(record, dict):
+        raise CheckpointError(
+            f"{path} is corrupt (not the JSON object a run writes); delete it to use the run's "
+            f"checkpoints/last.ckpt, or pass a .ckpt file itself."
+        )
+    return record
 
 
 def stamp_stage(checkpoint: dict, stage: str, module: type) -> None:

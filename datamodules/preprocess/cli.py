@@ -60,7 +60,15 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as error:
         print(f"error: preprocessing into {shards} failed ({error}).", file=sys.stderr)
         return 1
-    skipped = f"; {summary['skipped']} skipped (reasons in {shards / 'manifest.jsonl'})" if summary["skipped"] else ""
+    kinds = ", ".join(f"{count} {kind}" for kind, count in summary["skipped_kinds"])
+    if not summary["ok"]:
+        print(
+            f"error: none of the {summary['found']} clips is ready ({kinds}), so {shards} holds no index.json; "
+            f"each clip's reason is in {shards / 'manifest.jsonl'}.",
+            file=sys.stderr,
+        )
+        return 1
+    skipped = f"; {summary['skipped']} skipped: {kinds} (reasons in {shards / 'manifest.jsonl'})" if kinds else ""
     print(
         f"{shards}: {summary['ok']} clips ready ({summary['processed']} processed now){skipped}; "
         + ", ".join(f"{split} {count}" for split, count in summary["splits"].items())

@@ -32,8 +32,30 @@ RECORD_KEYS = (
 )
 
 
+# The kinds of reasons a clip is skipped for, as they read after a count ("3 corrupt or truncated"): the first
+# whose words are in the manifest's reason.
+SKIP_KINDS = (
+    ("no audio track", "without an audio track"),
+    ("no video stream", "without a video stream"),
+    ("non-finite audio", "with NaN or infinite audio samples"),
+    ("audio track is silent", "with silent audio"),
+    ("shorter than", f"shorter than {MIN_SECONDS:g} s"),
+    ("a face in only", f"with a face in under {face.MIN_FACE_RATIO:.0%} of the frames"),
+    ("worker process died", "whose worker process died"),
+    ("unexpected", "with an unexpected error"),
+    ("media file", "corrupt or truncated"),
+    ("decode", "corrupt or truncated"),
+    ("truncated", "corrupt or truncated"),
+)
+
+
 class ClipSkipped(Exception):
     """A clip that cannot be used; the message is the manifest's reason."""
+
+
+def skip_kind(reason: str) -> str:
+    """The kind of a manifest's skip ``reason``, as it reads after a count (``SKIP_KINDS``)."""
+    return next((kind for words, kind in SKIP_KINDS if words in reason), "for another reason")
 
 
 def _encoded_crops(frames: Iterable[np.ndarray], face_box: face.CropBox, mouth_boxes: list[face.CropBox]):
