@@ -17,7 +17,6 @@ no output file; the output location is checked before any work. Ctrl-C and SIGTE
 the scratch audio and end with one sentence (exit status 130 and 143). docs/bad-input.md lists every refusal.
 """
 
-import argparse
 import signal
 import sys
 import tempfile
@@ -31,6 +30,7 @@ import torch
 from tqdm import tqdm
 
 from datamodules import face
+from datamodules.arguments import OneSentenceParser
 from datamodules.media import MediaError, Speech, VideoStreamWriter, decode_speech
 from datamodules.photo import PhotoError, Reference, load_reference
 from experiments.streaming import CHUNK_FRAMES, OVERLAP_FRAMES, landmark_chunks
@@ -43,6 +43,7 @@ STAGES = {  # stage -> (its name in messages, the command that trains it, the fl
 }
 CHUNK_SEED_STRIDE = 1_000_003  # the seed of chunk c of sample k is seed + k + c * stride
 MAX_SEED = 2**32 - 1  # seed + k + c * stride stays within a torch generator's 64-bit seed for any recording
+MAX_SAMPLES = 100  # videos of one call: each is a whole generation
 MAX_FEATHER = 0.5  # the paste-back edge ramps in from both sides of the crop: half of it reaches the centre
 RENDER_BATCH = 8
 # The MDN under-predicts how far the mouth moves: on the embedded corpus's held-out speakers its opening spread as
@@ -240,6 +241,8 @@ def generate(
         raise GenerationError(f"Unknown mode {mode!r}; use one of {', '.join(MODES)}.")
     if samples < 1 or (samples > 1 and mode != "sample"):
         raise GenerationError(f"--samples {samples} needs --mode sample and a count of at least 1.")
+    if samples > MAX_SAMPLES:
+        raise GenerationError(f"--samples {samples} is more videos than one call writes; give at most {MAX_SAMPLES}.")
     if out.suffix.lower() != ".mp4":
         raise GenerationError(f"The output {out} must be an .mp4 file.")
     if chunk < 1:
@@ -287,7 +290,7 @@ def _raise_terminated(signum: int, frame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``make generate``: arguments in, video(s) out; bad input ends with one sentence and exit status 1."""
-    parser = argparse.ArgumentParser(prog="python -m experiments.generate", description=__doc__.split("\n")[0])
+    parser = OneSentenceParser(prog="python -m experiments.generate", description=__doc__.split("\n")[0])
     parser.add_argument("--image", required=True, help="the face photo (any format PIL reads)")
     parser.add_argument("--audio", required=True, help="the speech (any format ffmpeg reads)")
     parser.add_argument("--out", required=True, help="the output video (.mp4)")

@@ -18,6 +18,7 @@ from datamodules.media.reading import (
 
 MIN_SPEECH_SECONDS = 0.5
 SILENT_PEAK = 1e-4  # speech whose absolute peak stays below this is silent
+DAMAGED_PEAK = 1e3  # float samples this far beyond full scale are not sound: their mel spectrogram overflows
 _SCAN_BLOCK = 1 << 20  # samples read at a time when a whole speech file is scanned
 
 
@@ -53,7 +54,8 @@ class Speech:
 def decode_speech(path: str | Path, wav: str | Path) -> Speech:
     """Decodes the first audio stream of ``path`` (any format, rate and channel count ffmpeg reads) into a
     16 kHz mono float32 WAV at ``wav``; raises MediaError with one sentence when the file cannot be read, holds
-    no audio, lasts under 0.5 s, holds NaN or infinite samples (a damaged float recording), or is silent."""
+    no audio, lasts under 0.5 s, holds NaN, infinite or absurdly large samples (a damaged float recording), or is
+    silent."""
     path, wav = Path(path), Path(wav)
     info = probe(path)
     if not info.has_audio:
@@ -77,6 +79,11 @@ def decode_speech(path: str | Path, wav: str | Path) -> Speech:
         start += len(block)
     if broken:
         raise MediaError(non_finite_audio(path, broken, first_broken))
+    if peak > DAMAGED_PEAK:
+        raise MediaError(
+            f"{path} peaks at {peak:.1e} times full scale, which is no sound: the recording is damaged; export it "
+            "again."
+        )
     if peak < SILENT_PEAK:
         raise MediaError(f"{path} is silent (its loudest sample is {peak:.1e} of full scale).")
     return Speech(path, wav, samples)

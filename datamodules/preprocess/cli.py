@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--raw is required for the {args.corpus} corpus")
     if args.workers < 0:
         parser.error(f"--workers must be 0 (in this process) or more, got {args.workers}")
+    if not 0 <= args.val_fraction <= 1:
+        parser.error(f"--val-fraction must be a share between 0 and 1, got {args.val_fraction}")
     try:
         raw = args.raw or _default_corpus()
         summary = preprocess(raw, _layout(args.corpus, raw), shards, args.workers, args.val_fraction)
