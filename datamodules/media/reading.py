@@ -45,6 +45,8 @@ def last_error_line(stderr: bytes) -> str:
 def probe(path: str | Path) -> MediaInfo:
     """Reads the container header of ``path``; raises MediaError when it is missing or not media."""
     path = Path(path)
+    if path.is_dir():
+        raise MediaError(f"{path} is a folder, not a media file.")
     if not path.is_file():
         raise MediaError(f"{path} does not exist.")
     header = run_ffmpeg("-i", str(path)).stderr.decode(errors="replace")
