@@ -29,6 +29,7 @@ MIN_TILE = 192  # the smallest tile the face detector runs on (its own input siz
 MESH_INPUT = 384  # that square's side in pixels once resampled
 SMALL_FACE_PIXELS = 100  # a face whose landmark box is at most this wide or tall gets a "soft output" warning
 MAX_SIDE = 1920  # larger photos are scaled down to this longer side (the output video's frame)
+MIN_SIDE = 32  # smaller photos are refused: the face detector needs a picture, and a face under 32 px is no face
 MAX_PIXELS = 8000 * 8000  # larger photos are refused: decoding 8000x8000 takes 1.8 GB, and it is scaled down anyway
 # Below this detector confidence a face gets a warning: photos of people scored 0.79 to 0.96 (the embedded corpus's
 # base photos, darkened, blurred, greyscale, rotated, JPEG quality 10), faces of 25 px upsampled 0.59 to 0.73.
@@ -77,7 +78,8 @@ def _too_large(path: Path, size: str) -> PhotoError:
 def load_photo(path: str | Path, notes: list[str] | None = None) -> np.ndarray:
     """The photo at ``path`` as RGB uint8 ``[H, W, 3]``, upright by its EXIF orientation; any format PIL reads,
     grayscale, palette, alpha and 16-bit images included; of an animation or a multi-page file, the first frame
-    (with a sentence added to ``notes``). Raises PhotoError with one sentence, also for a photo over MAX_PIXELS."""
+    (with a sentence added to ``notes``). Raises PhotoError with one sentence, also for a photo over MAX_PIXELS or
+    with a side under MIN_SIDE."""
     path = Path(path)
     if path.is_dir():
         raise PhotoError(f"The image {path} is a folder, not an image file.")
@@ -91,6 +93,11 @@ def load_photo(path: str | Path, notes: list[str] | None = None) -> np.ndarray:
             if image.width * image.height > MAX_PIXELS:
                 megapixels = image.width * image.height / 1e6
                 raise _too_large(path, f"{image.width}x{image.height} pixels ({megapixels:.0f} megapixels)")
+            if min(image.size) < MIN_SIDE:
+                raise PhotoError(
+                    f"The image {path} is {image.width}x{image.height} pixels; a photo of a face needs at least "
+                    f"{MIN_SIDE} on each side."
+                )
             frames = getattr(image, "n_frames", 1)
             if frames > 1 and notes is not None:
                 notes.append(f"The image {path} holds {frames} frames (an animation or pages); using the first.")
