@@ -1,6 +1,6 @@
 """Stage-2 data: per-frame audio windows with registered landmarks, relative pose and a reference frame."""
 
-from typing import TypedDict
+from typing import Literal, TypedDict
 
 import numpy as np
 import torch
@@ -23,12 +23,19 @@ class LandmarkBatch(TypedDict):
     speaker: torch.Tensor  # int64 [B], index into LandmarkDataModule.speakers
 
 
-def reference_frame(registered: np.ndarray, valid: np.ndarray, window: np.ndarray) -> int:
-    """The reference of a window: the valid frame with the most closed mouth outside ``window`` (frame indices
-    ``[T]``) when the clip has one, else the most closed valid frame inside it."""
+REFERENCES = ("closed", "any")
+
+
+def reference_frame(registered: np.ndarray, valid: np.ndarray, window: np.ndarray, choice: str = "closed") -> int:
+    """The reference of a window, a valid frame outside ``window`` (frame indices ``[T]``) when the clip has one,
+    else a valid frame inside it: the one with the most closed mouth (``closed``, published), or a random one
+    (``any``: a user's photo may smile or show its teeth, and the lips must still close from there)."""
     outside = valid.copy()
     outside[window] = False
     candidates = outside if outside.any() else valid
+    if choice == "any":
+        frames = np.flatnonzero(candidates)
+        return int(frames[torch.randint(len(frames), ()).item()])
     return int(np.argmin(np.where(candidates, face.inner_lip_area(registered), np.inf)))
 
 
@@ -41,6 +48,10 @@ class LandmarkDataModule(ShardDataModule):
     outside the window (one no longer than the window, or whose other frames have no face) takes the most
     closed valid frame inside it instead; that frame's relative pose is then 0. ``pose`` is relative to the
     reference (``face.relative_pose``); ``face.absolute_pose(pose, reference_pose)`` gives the stored pose back.
+
+    ``training_reference``: ``closed`` (published) or ``any`` frame outside the window as the training reference
+    (validation and test keep the most closed one, so their figures stay comparable). ``speech_augmentation``:
+    the training audio heard through a random microphone, room and codec (``datamodules.speech_augmentation``).
     """
 
     def __init__(
@@ -49,11 +60,16 @@ class LandmarkDataModule(ShardDataModule):
         frames: int = 32,
         batch_size: int = 16,
         num_workers: int = 2,
+        training_reference: Literal["closed", "any"] = "closed",
+        speech_augmentation: bool = False,
         seed: int = 0,
     ):
-        super().__init__(shards, batch_size, num_workers, seed)
+        super().__init__(shards, batch_size, num_workers, seed, speech_augmentation)
+        if training_reference not in REFERENCES:
+            raise ValueError(f"data.init_args.training_reference must be closed or any, not {training_reference!r}.")
         self.save_hyperparameters()
         self.frames = frames
+        self.training_reference = training_reference
 
     @property
     def statistics(self) -> dict:
@@ -74,7 +90,7 @@ class LandmarkDataModule(ShardDataModule):
         real = window < length
         window = np.minimum(window, length - 1)  # [T]
         mask = (real & valid[window]).astype(np.float32)
-        reference = reference_frame(record["registered"], valid, window)
+        reference = reference_frame(record["registered"], valid, window, self.training_reference if train else "closed")
         reference_pose = record["pose"][reference]
         return {
             "audio": torch.from_numpy(audio_windows(record["mel"], window).astype(np.float32)),

@@ -47,7 +47,7 @@ MAX_SAMPLES = 100  # videos of one call: each is a whole generation
 MAX_FEATHER = 0.5  # the paste-back edge ramps in from both sides of the crop: half of it reaches the centre
 RENDER_BATCH = 8
 # The MDN under-predicts how far the mouth moves: on the embedded corpus's held-out speakers its opening spread as
-# widely as the truth's with the lips moved 1.5 times as far (README, "make generate").
+# widely as the truth's with the lips moved 1.5 times as far (docs/generation.md).
 LIP_GAIN = 1.5
 LIPS = slice(48, 68)
 

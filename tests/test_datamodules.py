@@ -436,3 +436,43 @@ def test_a_training_split_too_small_for_one_batch_is_a_clear_error(synthetic_sha
     datamodule.setup("fit")
     with pytest.raises(ShardsError, match="fewer than batch_size 64 for each of the 1 loader workers"):
         datamodule.train_dataloader()
+
+
+def test_any_training_reference_draws_open_mouths_too_and_evaluation_keeps_the_closed_one(synthetic_shards):
+    """``training_reference: any``: a photo may show an open mouth, so training references are drawn from every
+    valid frame outside the window (open ones among them); validation keeps the most closed (comparable figures)."""
+    frames = 20
+    datamodule = LandmarkDataModule(str(synthetic_shards), frames=frames, batch_size=1, num_workers=0,
+                                    training_reference="any")  # fmt: skip
+    datamodule.setup("fit")
+    speakers = {speaker: number for number, speaker in enumerate(datamodule.speakers)}
+    record = landmark_records(synthetic_shards, "train")[0]
+    area = face.inner_lip_area(record["registered"])
+    torch.manual_seed(0)
+    drawn = []
+    for _ in range(40):
+        sample = datamodule.sample(record, train=True, speaker_index=speakers)
+        start = window_of(sample, record)
+        reference = int(np.flatnonzero((record["registered"] == sample["reference"].numpy()).all((1, 2)))[0])
+        assert not start <= reference < start + frames and record["valid"][reference]
+        drawn.append(area[reference])
+    assert np.mean(np.array(drawn) > np.median(area)) > 0.25, "open mouths are drawn as references"
+    validation = datamodule.sample(record, train=False, speaker_index=speakers)
+    expected = datamodule.sample(record, train=False, speaker_index=speakers)
+    assert torch.equal(validation["reference"], expected["reference"])
+    assert face.inner_lip_area(validation["reference"].numpy()[None])[0] <= np.percentile(area, 10)
+    with pytest.raises(ValueError, match="closed or any"):
+        LandmarkDataModule(str(synthetic_shards), training_reference="open")
+
+
+def test_speech_augmentation_applies_after_transfer_and_only_in_training(synthetic_shards):
+    datamodule = LandmarkDataModule(str(synthetic_shards), frames=20, batch_size=2, num_workers=0,
+                                    speech_augmentation=True)  # fmt: skip
+    shipped = first_batch(datamodule, "val")
+    datamodule.trainer = SimpleNamespace(training=False)
+    assert torch.equal(datamodule.on_after_batch_transfer(shipped, 0)["audio"], shipped["audio"])
+    datamodule.trainer = SimpleNamespace(training=True)
+    heard = datamodule.on_after_batch_transfer(shipped, 0)["audio"]
+    assert heard.shape == shipped["audio"].shape and (heard - shipped["audio"]).abs().mean() > 0.01
+    datamodule.speech_augmentation = False
+    assert torch.equal(datamodule.on_after_batch_transfer(shipped, 0)["audio"], shipped["audio"])
