@@ -1,4 +1,4 @@
-"""Command-line parsing for the data commands (`make corpus`, `make data`)."""
+"""Command-line parsing for the commands that take no config (`make corpus`, `make data`, `make generate`)."""
 
 import argparse
 

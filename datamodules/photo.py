@@ -7,8 +7,13 @@ to ``MESH_INPUT`` pixels (a small face is upsampled, with a warning that the out
 runs on that crop in static mode, and its landmarks are mapped back to photo pixels. From there the
 reference is made as preprocessing makes a clip's: one face crop box (:func:`face.face_crop_box` on one
 frame), the 256x256 crop, its crop-space landmarks, registered landmarks and absolute pose.
+
+The user hears what was assumed: the face detector's confidence, a drawing rather than a photo (most of the face
+crop flat colour), the first frame of an animation; a photo over ``MAX_PIXELS`` is refused before it is decoded.
 """
 
+import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +29,15 @@ MIN_TILE = 192  # the smallest tile the face detector runs on (its own input siz
 MESH_INPUT = 384  # that square's side in pixels once resampled
 SMALL_FACE_PIXELS = 100  # a face whose landmark box is at most this wide or tall gets a "soft output" warning
 MAX_SIDE = 1920  # larger photos are scaled down to this longer side (the output video's frame)
+MIN_SIDE = 32  # smaller photos are refused: the face detector needs a picture, and a face under 32 px is no face
+MAX_PIXELS = 8000 * 8000  # larger photos are refused: decoding 8000x8000 takes 1.8 GB, and it is scaled down anyway
+# Below this detector confidence a face gets a warning: photos of people scored 0.79 to 0.96 (the embedded corpus's
+# base photos, darkened, blurred, greyscale, rotated, JPEG quality 10), faces of 25 px upsampled 0.59 to 0.73.
+LOW_CONFIDENCE = 0.75
+# A face crop with more than this share of flat pixels (3x3 standard deviation under FLAT_STD grey levels) is taken
+# for a drawing: photos scored 0.001 to 0.24 (the same set), drawn cartoon faces 0.78 to 0.92 (also as JPEG).
+DRAWN_SHARE = 0.5
+FLAT_STD = 0.5
 
 
 class PhotoError(ValueError):
@@ -53,14 +67,40 @@ class Reference:
     warnings: list[str] = field(default_factory=list)
 
 
-def load_photo(path: str | Path) -> np.ndarray:
+def _too_large(path: Path, size: str) -> PhotoError:
+    """The refusal of a photo over MAX_PIXELS whose ``size`` is, in words, e.g. "14000x14000 pixels"."""
+    return PhotoError(
+        f"The image {path} is {size}; photos of at most {MAX_PIXELS / 1e6:.0f} megapixels (8000x8000) are read: "
+        "scale it down first."
+    )
+
+
+def load_photo(path: str | Path, notes: list[str] | None = None) -> np.ndarray:
     """The photo at ``path`` as RGB uint8 ``[H, W, 3]``, upright by its EXIF orientation; any format PIL reads,
-    grayscale, palette, alpha and 16-bit images included. Raises PhotoError with one sentence."""
+    grayscale, palette, alpha and 16-bit images included; of an animation or a multi-page file, the first frame
+    (with a sentence added to ``notes``). Raises PhotoError with one sentence, also for a photo over MAX_PIXELS or
+    with a side under MIN_SIDE."""
     path = Path(path)
+    if path.is_dir():
+        raise PhotoError(f"The image {path} is a folder, not an image file.")
     if not path.is_file():
         raise PhotoError(f"The image {path} does not exist.")
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(path)
+        with opened as image:
+            if image.width * image.height > MAX_PIXELS:
+                megapixels = image.width * image.height / 1e6
+                raise _too_large(path, f"{image.width}x{image.height} pixels ({megapixels:.0f} megapixels)")
+            if min(image.size) < MIN_SIDE:
+                raise PhotoError(
+                    f"The image {path} is {image.width}x{image.height} pixels; a photo of a face needs at least "
+                    f"{MIN_SIDE} on each side."
+                )
+            frames = getattr(image, "n_frames", 1)
+            if frames > 1 and notes is not None:
+                notes.append(f"The image {path} holds {frames} frames (an animation or pages); using the first.")
             image = ImageOps.exif_transpose(image)
             if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
                 values = np.asarray(image, np.float32)
@@ -72,6 +112,11 @@ def load_photo(path: str | Path) -> np.ndarray:
                 background = Image.new("RGBA", image.size, (255, 255, 255, 255))
                 image = Image.alpha_composite(background, image)
             return np.ascontiguousarray(np.asarray(image.convert("RGB"), np.uint8))
+    except PhotoError:
+        raise
+    except Image.DecompressionBombError as error:  # PIL's own limit (twice 89 MP), checked when it opens the file
+        pixels = re.search(r"\((\d+) pixels\)", str(error))
+        raise _too_large(path, f"{int(pixels.group(1)) / 1e6:.0f} megapixels" if pixels else "too large") from error
     except UnidentifiedImageError as error:
         raise PhotoError(f"The image {path} is not a readable image file (not a format PIL knows).") from error
     except (OSError, ValueError, SyntaxError) as error:
@@ -108,8 +153,8 @@ def _overlap(small: tuple[float, ...], large: tuple[float, ...]) -> float:
     return max(width, 0.0) * max(height, 0.0) / max(small[2] * small[3], 1e-6)
 
 
-def detect_faces(photo: np.ndarray) -> list[tuple[float, float, float, float]]:
-    """Face boxes ``(x, y, width, height)`` in pixels, largest first.
+def detect_faces(photo: np.ndarray) -> list[tuple[float, float, float, float, float]]:
+    """Face boxes ``(x, y, width, height, confidence)`` in pixels, largest first.
 
     MediaPipe's full-range detector sees the picture at 192x192, so a face of 100 px in a 2000 px photo is
     missed; it also runs on overlapping square tiles of half and a quarter of the longer side (a pyramid),
@@ -135,12 +180,12 @@ def detect_faces(photo: np.ndarray) -> list[tuple[float, float, float, float]]:
     for box in sorted(boxes, key=lambda box: box[2] * box[3], reverse=True):
         if all(_overlap(box, larger) < 0.5 for larger in kept):
             kept.append(box)
-    return [box[:4] for box in kept]
+    return kept
 
 
-def _mesh_in_box(photo: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray | None:
+def _mesh_in_box(photo: np.ndarray, box: tuple[float, ...]) -> np.ndarray | None:
     """Face Mesh (static mode) on a square around a detected ``box``, landmarks ``[68, 3]`` in photo pixels."""
-    x, y, w, h = box
+    x, y, w, h = box[:4]
     square = face.CropBox(x + w / 2, y + h / 2, DETECTION_MARGIN * max(w, h))
     with face.FaceMeshTracker(static_images=True) as tracker:
         points = tracker(square.cut(photo, MESH_INPUT))
@@ -151,11 +196,13 @@ def _mesh_in_box(photo: np.ndarray, box: tuple[float, float, float, float]) -> n
 
 
 def find_face(photo: np.ndarray, name: str = "the image") -> tuple[np.ndarray, list[str], list[str]]:
-    """The 68 landmarks ``[68, 3]`` (photo pixels) of the largest face in ``photo``, with notes and warnings.
+    """The 68 landmarks ``[68, 3]`` (photo pixels) of the largest face in ``photo``, with notes (the detector's
+    confidence among them) and warnings (an unsure detector).
 
     Raises :class:`face.NoFaceError` naming ``name`` when no face is found.
     """
     notes: list[str] = []
+    warnings = []
     boxes = detect_faces(photo)
     landmarks = None
     for rank, box in enumerate(boxes):
@@ -167,15 +214,25 @@ def find_face(photo: np.ndarray, name: str = "the image") -> tuple[np.ndarray, l
                     f"Found {len(boxes)} faces in {name}; using {which}, {box[2]:.0f}x{box[3]:.0f} px "
                     f"at ({box[0] + box[2] / 2:.0f}, {box[1] + box[3] / 2:.0f})."
                 )
+            notes.append(f"The face detector found the face in {name} with confidence {box[4]:.2f}.")
+            if box[4] < LOW_CONFIDENCE:
+                warnings.append(
+                    f"The face detector is unsure of the face in {name} (confidence {box[4]:.2f}, under "
+                    f"{LOW_CONFIDENCE:g}): check that the video shows the face you meant."
+                )
             break
     if landmarks is None:
         with face.FaceMeshTracker(static_images=True) as tracker:
             landmarks = tracker(photo)
+        if landmarks is not None:
+            warnings.append(
+                f"No face detector found a face in {name}; Face Mesh alone placed one: check that the video shows "
+                "the face you meant."
+            )
     if landmarks is None:
         raise face.NoFaceError(
             f"No face was found in {name}; use a photo with a clearly visible, roughly frontal face."
         )
-    warnings = []
     extent = float((landmarks[:, :2].max(0) - landmarks[:, :2].min(0)).max())
     if extent <= SMALL_FACE_PIXELS:
         warnings.append(
@@ -185,11 +242,26 @@ def find_face(photo: np.ndarray, name: str = "the image") -> tuple[np.ndarray, l
     return landmarks, notes, warnings
 
 
+def flat_share(crop: np.ndarray) -> float:
+    """The share of pixels of an RGB ``crop`` whose 3x3 neighbourhood is flat (grey-level standard deviation under
+    FLAT_STD): near 0 in a photo, whose sensor noise and texture never stay flat, and most of a drawing."""
+    grey = crop.astype(np.float32).mean(axis=2)
+    mean, square = cv2.blur(grey, (3, 3)), cv2.blur(grey**2, (3, 3))
+    return float((np.sqrt(np.maximum(square - mean**2, 0.0)) < FLAT_STD).mean())
+
+
 def reference_from_photo(photo: np.ndarray, name: str = "the image", max_side: int = MAX_SIDE) -> Reference:
     """The generation reference of an RGB ``photo`` (:class:`Reference`), found as described in the module."""
     photo = _fit(photo, max_side)
     landmarks, notes, warnings = find_face(photo, name)
     box = face.face_crop_box(landmarks[None], np.ones(1, bool))
+    crop = box.cut(photo, face.FACE_CROP_SIZE)
+    flat = flat_share(crop)
+    if flat > DRAWN_SHARE:
+        warnings.append(
+            f"The face in {name} looks drawn, not photographed ({flat:.0%} of its crop is flat colour): the "
+            "renderer learned from photos of people, so the video may not look like a face speaking."
+        )
     crop_landmarks = box.to_crop(landmarks, face.FACE_CROP_SIZE)
     registered, pose = face.register(crop_landmarks[None])
     depth = float((crop_landmarks[:, 2] - face.unregister(registered[0], pose[0])[:, 2]).mean())
@@ -197,7 +269,7 @@ def reference_from_photo(photo: np.ndarray, name: str = "the image", max_side: i
         photo=photo,
         landmarks=landmarks,
         box=box,
-        crop=box.cut(photo, face.FACE_CROP_SIZE),
+        crop=crop,
         crop_landmarks=crop_landmarks,
         registered=registered[0],
         pose=pose[0],
@@ -208,5 +280,8 @@ def reference_from_photo(photo: np.ndarray, name: str = "the image", max_side: i
 
 
 def load_reference(path: str | Path, max_side: int = MAX_SIDE) -> Reference:
-    """:func:`reference_from_photo` of the photo file at ``path`` (:func:`load_photo`)."""
-    return reference_from_photo(load_photo(path), str(path), max_side)
+    """:func:`reference_from_photo` of the photo file at ``path`` (:func:`load_photo`), with its notes."""
+    notes: list[str] = []
+    reference = reference_from_photo(load_photo(path, notes), str(path), max_side)
+    reference.notes[:0] = notes
+    return reference

@@ -101,8 +101,8 @@ def _read_remote(url: ShardsURL) -> str | None:
 
 
 def read_index(shards: str | Path) -> dict:
-    """The ``index.json`` of a finished shards folder, local or remote; ShardsError when it is missing or
-    unfinished, or when remote storage cannot be reached."""
+    """The ``index.json`` of a finished shards folder, local or remote; ShardsError when it is missing, unfinished
+    or corrupt, or when remote storage cannot be reached."""
     path = shards_location(shards) / "index.json"
     try:
         text = _read_remote(path) if isinstance(path, ShardsURL) else path.read_text() if path.is_file() else None
@@ -113,7 +113,16 @@ def read_index(shards: str | Path) -> dict:
             f"{shards} is not a finished shards folder (no index.json); build it with "
             f"`make data SHARDS={shards}` or point DATA at the output of `make data`."
         )
-    return json.loads(text)
+    try:
+        index = json.loads(text)
+    except ValueError:
+        index = None
+    if not isinstance(index, dict) or not isinstance(index.get("splits"), dict):
+        raise ShardsError(
+            f"{path} is corrupt (not the JSON object `make data` writes); run `make data` again with the same "
+            f"CORPUS and RAW and SHARDS={shards}: it writes the index anew without processing finished clips again."
+        )
+    return index
 
 
 def window_start(length: int, span: int, valid: np.ndarray, train: bool) -> int:

@@ -5,13 +5,14 @@ from per-clip sums (``clips/<clip>.sums.npz`` beside each record, written while 
 anyway), so the corpus is never held in memory.
 """
 
-import os
+import io
 import pickle
 from pathlib import Path
 
 import numpy as np
 
 from datamodules import face
+from datamodules.state_files import write_atomically
 
 STD_FLOOR = 1e-6  # stds are floored so that a model can always divide by them
 
@@ -39,10 +40,9 @@ def sums_path(record_path: Path) -> Path:
 def store_sums(record_path: Path, record: dict) -> dict[str, np.ndarray]:
     """Writes the :func:`clip_sums` of ``record`` beside it (atomically) and returns them."""
     sums = clip_sums(record)
-    path = sums_path(record_path)
-    partial = path.with_name(path.name + ".partial.npz")
-    np.savez(partial, **sums)
-    os.replace(partial, path)
+    buffer = io.BytesIO()
+    np.savez(buffer, **sums)
+    write_atomically(sums_path(record_path), buffer.getvalue())
     return sums
 
 

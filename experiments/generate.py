@@ -16,12 +16,14 @@ Memory stays bounded whatever the recording's length.
 
 ``--samples K`` (with ``--mode sample``) writes K videos, ``<out>-seed<S+k>.mp4`` for k = 0 .. K-1, each the
 video that ``--samples 1 --seed S+k`` writes. Bad input ends with one sentence and exit status 1, and leaves
-no output file.
+no output file; the output location is checked before any work. Ctrl-C and SIGTERM remove the partial video and
+the scratch audio and end with one sentence (exit status 130 and 143). docs/bad-input.md lists every refusal.
 """
 
-import argparse
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,7 @@ import torch
 from tqdm import tqdm
 
 from datamodules import face
+from datamodules.arguments import OneSentenceParser
 from datamodules.media import MediaError, Speech, VideoStreamWriter, decode_speech
 from datamodules.photo import PhotoError, Reference, load_reference
 from experiments.generation.blinks import blink_closure, close_eyes
@@ -48,6 +51,9 @@ STAGES = {  # stage -> (its name in messages, the command that trains it, the fl
 }
 DEFAULT_RUNS = {"mdn": "runs/mdn/latest", "renderer": "runs/renderer/latest"}  # what --mdn and --renderer default to
 CHUNK_SEED_STRIDE = 1_000_003  # the seed of chunk c of sample k is seed + k + c * stride
+MAX_SEED = 2**32 - 1  # seed + k + c * stride stays within a torch generator's 64-bit seed for any recording
+MAX_SAMPLES = 100  # videos of one call: each is a whole generation
+MAX_FEATHER = 0.5  # the paste-back edge ramps in from both sides of the crop: half of it reaches the centre
 RENDER_BATCH = 8
 # The MDN under-predicts how far the mouth moves: on the embedded corpus's held-out speakers its opening spread as
 # widely as the truth's with the lips moved 1.5 times as far (docs/generation.md).
@@ -62,6 +68,10 @@ class GenerationError(ValueError):
 # What bad input raises (one sentence each), as opposed to a fault of the program: the command line and the web
 # page (experiments.app) answer these with their message.
 INPUT_ERRORS = (GenerationError, PhotoError, face.NoFaceError, MediaError, CheckpointError)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised as Ctrl-C's KeyboardInterrupt is so that the same clean-up runs."""
 
 
 def resolve_checkpoint(path: str | Path, stage: str) -> Path:
@@ -204,6 +214,42 @@ def output_paths(out: Path, samples: int, seed: int) -> list[Path]:
     return [out.with_name(f"{out.stem}-seed{seed + k}{out.suffix}") for k in range(samples)]
 
 
+def prepare_output(paths: list[Path], inputs: tuple[Path, ...]) -> list[Path]:
+    """Checks, before any work, that the videos ``paths`` can be written: none is a folder or one of the
+    ``inputs``, and their folder exists (made here when missing) and takes a new file. Returns the folders it
+    made, outermost first, for :func:`remove_folders` to take back on failure; raises GenerationError."""
+    for path in paths:
+        if path.is_dir():
+            raise GenerationError(f"The output {path} is a folder; give a file name, such as {path / 'video.mp4'}.")
+        for source in inputs:
+            if path.resolve() == source.resolve():
+                raise GenerationError(f"The output {path} is the input {source}; write the video to another file.")
+    folder = paths[0].parent
+    existing = next(parent for parent in (folder, *folder.parents) if parent.exists())
+    if not existing.is_dir():
+        raise GenerationError(f"The output {paths[0]} cannot be written: {existing} is a file, not a folder.")
+    missing = [parent for parent in (folder, *folder.parents) if not parent.exists()][::-1]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        remove_folders(missing)
+        reason = error.strerror or type(error).__name__
+        message = f"The output {paths[0]} cannot be written: {folder} takes no new file ({reason})."
+        raise GenerationError(message) from error
+    return missing
+
+
+def remove_folders(folders: list[Path]) -> None:
+    """Removes the ``folders`` (outermost first) that :func:`prepare_output` made, innermost first, if empty."""
+    for folder in reversed(folders):
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
 def generate(
     image: str | Path,
     audio: str | Path,
@@ -227,6 +273,11 @@ def generate(
     ``models``, already loaded (the web page loads them once), stand for ``mdn`` and ``renderer``. The photo's
     notes (several faces, a small face) go to ``report``. Raises one of INPUT_ERRORS with one sentence on bad
     input, before any output file exists.
+
+
+    Raises a ValueError subclass with one sentence on bad input (GenerationError, PhotoError, face.NoFaceError,
+    MediaError, CheckpointError), before any output file exists; on failure or interruption it leaves no file and
+    no folder that it made.
     """
     out = Path(out)
     if mode not in MODES:
@@ -235,41 +286,59 @@ def generate(
         raise GenerationError(f"Unknown resolution {resolution!r}; use one of {', '.join(RESOLUTIONS)}.")
     if samples < 1 or (samples > 1 and mode != "sample"):
         raise GenerationError(f"--samples {samples} needs --mode sample and a count of at least 1.")
+    if samples > MAX_SAMPLES:
+        raise GenerationError(f"--samples {samples} is more videos than one call writes; give at most {MAX_SAMPLES}.")
     if out.suffix.lower() != ".mp4":
         raise GenerationError(f"The output {out} must be an .mp4 file.")
     if chunk < 1:
         raise GenerationError(f"The chunk length must be at least one frame, got {chunk}.")
     if not 0 <= lip_gain <= 5:
         raise GenerationError(f"The lip gain must be between 0 (lips held still) and 5, got {lip_gain}.")
+    if not 0 <= feather <= MAX_FEATHER:
+        raise GenerationError(
+            f"The feather must be between 0 (a hard edge) and {MAX_FEATHER:g} (a blend reaching the crop's centre), "
+            f"got {feather}."
+        )
+    if not 0 <= seed <= MAX_SEED - samples + 1:
+        raise GenerationError(f"The seed must be between 0 and {MAX_SEED - samples + 1}, got {seed}.")
     checkpoints = None if models else (resolve_checkpoint(mdn, "mdn"), resolve_checkpoint(renderer, "renderer"))
     paths = output_paths(out, samples, seed)
-    with tempfile.TemporaryDirectory(prefix="macl-generate-") as scratch:
-        speech = decode_speech(audio, Path(scratch) / "speech.wav")
-        reference = load_reference(image)
-        for message in reference.notes + [f"warning: {text}" for text in reference.warnings]:
-            report(message)
-        if any(path.parent == shipped_checkpoint("mdn").parent for path in checkpoints):
-            report(
-                "note: no run of your own in runs/, so the models shipped in weights/ speak (`make demo` trains one)."
-            )
-        models = models or Models.load(*checkpoints)
-        done: list[Path] = []
-        with tqdm(total=speech.frames * samples, unit="frame", desc="generate", disable=not progress) as bar:
-            try:
+    replaced = [path for path in paths if path.exists()]
+    made = prepare_output(paths, (Path(image), Path(audio)))
+    done: list[Path] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="macl-generate-") as scratch:
+            speech = decode_speech(audio, Path(scratch) / "speech.wav")
+            reference = load_reference(image)
+            for message in reference.notes + [f"warning: {text}" for text in reference.warnings]:
+                report(message)
+            if checkpoints and any(path.parent == shipped_checkpoint("mdn").parent for path in checkpoints):
+                report("note: no run of your own in runs/, so the models in weights/ speak (`make demo` trains one).")
+            models = models or Models.load(*checkpoints)
+            with tqdm(total=speech.frames * samples, unit="frame", desc="generate", disable=not progress) as bar:
                 for k, path in enumerate(paths):
                     done.append(write_video(reference, speech, models, path, mode, seed + k, chunk,
                                             min(OVERLAP_FRAMES, chunk), feather, lip_gain, bar.update, resolution,
                                             blinks))  # fmt: skip
-            except BaseException:
-                for path in done:
-                    path.unlink(missing_ok=True)
-                raise
+    except BaseException:
+        for path in done:
+            path.unlink(missing_ok=True)
+        remove_folders(made)
+        raise
+    if made:
+        report(f"Made the folder {made[-1]} for the output.")
+    if replaced:
+        report(f"Replaced the earlier {', '.join(map(str, replaced))}.")
     return paths
+
+
+def _raise_terminated(signum: int, frame) -> None:
+    raise Terminated()
 
 
 def main(argv: list[str] | None = None) -> int:
     """``make generate``: arguments in, video(s) out; bad input ends with one sentence and exit status 1."""
-    parser = argparse.ArgumentParser(prog="python -m experiments.generate", description=__doc__.split("\n")[0])
+    parser = OneSentenceParser(prog="python -m experiments.generate", description=__doc__.split("\n")[0])
     parser.add_argument("--image", required=True, help="the face photo (any format PIL reads)")
     parser.add_argument("--audio", required=True, help="the speech (any format ffmpeg reads)")
     parser.add_argument("--out", required=True, help="the output video (.mp4)")
@@ -290,6 +359,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-blinks", action="store_true", help="eyes kept open (no seeded blinks)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:
         paths = generate(args.image, args.audio, args.out, args.mode, args.samples, args.seed, args.mdn,
                          args.renderer, args.chunk, args.feather, args.lip_gain, args.resolution,
@@ -297,6 +368,14 @@ def main(argv: list[str] | None = None) -> int:
     except INPUT_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt as interruption:
+        how, code = ("SIGTERM", 128 + signal.SIGTERM) if isinstance(interruption, Terminated) else ("Ctrl-C", 130)
+        print(f"error: generation stopped by {how}; no video was written and the partial files are removed.",
+              file=sys.stderr)  # fmt: skip
+        return code
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
     for path in paths:
         print(f"wrote {path}")
     return 0

@@ -2,6 +2,7 @@
 paste-back, bad input (one sentence, exit status 1, no output file), and the whole chain on tiny models."""
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -114,7 +115,9 @@ def test_group_photo_takes_the_largest_face_and_says_so(astronaut):
     canvas[100:400, 100:400] = head
     reference = reference_from_photo(canvas, "group.jpg")
     assert 150 < reference.box.centre_x < 350 and 150 < reference.box.centre_y < 350  # the larger face
-    assert len(reference.notes) == 1 and "2 faces" in reference.notes[0] and "largest" in reference.notes[0]
+    assert len(reference.notes) == 2 and "2 faces" in reference.notes[0] and "largest" in reference.notes[0]
+    confidence = r"The face detector found the face in group\.jpg with confidence 0\.[89]\d\."
+    assert re.fullmatch(confidence, reference.notes[1])
 
 
 def test_small_face_is_upsampled_with_a_warning(astronaut):

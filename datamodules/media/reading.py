@@ -45,6 +45,8 @@ def last_error_line(stderr: bytes) -> str:
 def probe(path: str | Path) -> MediaInfo:
     """Reads the container header of ``path``; raises MediaError when it is missing or not media."""
     path = Path(path)
+    if path.is_dir():
+        raise MediaError(f"{path} is a folder, not a media file.")
     if not path.is_file():
         raise MediaError(f"{path} does not exist.")
     header = run_ffmpeg("-i", str(path)).stderr.decode(errors="replace")
@@ -131,6 +133,14 @@ class VideoFrames:
     @property
     def shape(self) -> tuple[int, int, int, int]:
         return len(self), self.height, self.width, 3
+
+
+def non_finite_audio(path: str | Path, count: int, first: int, sample_rate: int = SAMPLE_RATE) -> str:
+    """The sentence for audio of ``path`` that holds ``count`` NaN or infinite samples, the first at ``first``."""
+    return (
+        f"{path} holds {count} non-finite audio samples (NaN or infinite, the first at {first / sample_rate:.2f} s): "
+        "the recording is damaged; export it again."
+    )
 
 
 def _audio(path: Path, info: MediaInfo, sample_rate: int) -> np.ndarray:

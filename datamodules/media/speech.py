@@ -6,10 +6,19 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from datamodules.media.reading import FPS, SAMPLE_RATE, MediaError, last_error_line, probe, run_ffmpeg
+from datamodules.media.reading import (
+    FPS,
+    SAMPLE_RATE,
+    MediaError,
+    last_error_line,
+    non_finite_audio,
+    probe,
+    run_ffmpeg,
+)
 
 MIN_SPEECH_SECONDS = 0.5
 SILENT_PEAK = 1e-4  # speech whose absolute peak stays below this is silent
+DAMAGED_PEAK = 1e3  # float samples this far beyond full scale are not sound: their mel spectrogram overflows
 _SCAN_BLOCK = 1 << 20  # samples read at a time when a whole speech file is scanned
 
 
@@ -45,7 +54,8 @@ class Speech:
 def decode_speech(path: str | Path, wav: str | Path) -> Speech:
     """Decodes the first audio stream of ``path`` (any format, rate and channel count ffmpeg reads) into a
     16 kHz mono float32 WAV at ``wav``; raises MediaError with one sentence when the file cannot be read, holds
-    no audio, lasts under 0.5 s or is silent."""
+    no audio, lasts under 0.5 s, holds NaN, infinite or absurdly large samples (a damaged float recording), or is
+    silent."""
     path, wav = Path(path), Path(wav)
     info = probe(path)
     if not info.has_audio:
@@ -59,11 +69,21 @@ def decode_speech(path: str | Path, wav: str | Path) -> Speech:
         raise MediaError(
             f"{path} holds {samples / SAMPLE_RATE:.2f} s of audio; at least {MIN_SPEECH_SECONDS:g} s are needed."
         )
-    peak = 0.0
+    peak, broken, first_broken, start = 0.0, 0, 0, 0
     for block in soundfile.blocks(str(wav), blocksize=_SCAN_BLOCK, dtype="float32"):
-        peak = max(peak, float(np.abs(block).max(initial=0.0)))
-        if peak >= SILENT_PEAK:
-            break
+        finite = np.isfinite(block)
+        if not finite.all():
+            first_broken = first_broken if broken else start + int(np.argmin(finite))
+            broken += int((~finite).sum())
+        peak = max(peak, float(np.abs(block[finite]).max(initial=0.0)))
+        start += len(block)
+    if broken:
+        raise MediaError(non_finite_audio(path, broken, first_broken))
+    if peak > DAMAGED_PEAK:
+        raise MediaError(
+            f"{path} peaks at {peak:.1e} times full scale, which is no sound: the recording is damaged; export it "
+            "again."
+        )
     if peak < SILENT_PEAK:
         raise MediaError(f"{path} is silent (its loudest sample is {peak:.1e} of full scale).")
     return Speech(path, wav, samples)

@@ -89,15 +89,21 @@ class VideoStreamWriter:
             dir=self.path.parent, prefix=f".{self.path.stem}.partial-", suffix=self.path.suffix, delete=False
         ) as placeholder:
             self.partial = Path(placeholder.name)
-        self.partial.chmod(0o644)  # a temporary file is private; the video is not
-        self._log = tempfile.TemporaryFile()
         command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-y", "-f", "rawvideo",
                    "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps), "-i", "-"]  # fmt: skip
         if audio is not None:
             command += ["-i", str(audio), "-map", "0:v:0", "-map", "1:a:0", "-c:a", "aac", "-b:a", "128k"]
         command += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(crf), "-preset", preset,
                     "-movflags", "+faststart", "-f", "mp4", str(self.partial)]  # fmt: skip
-        self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log)
+        try:  # no ``with`` block holds the writer yet: an interruption here (Ctrl-C, SIGTERM) removes the placeholder
+            self.partial.chmod(0o644)  # a temporary file is private; the video is not
+            self._log = tempfile.TemporaryFile()
+            self._process = subprocess.Popen(
+                command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log
+            )
+        except BaseException:
+            self.partial.unlink(missing_ok=True)
+            raise
 
     def write(self, frame: np.ndarray) -> None:
         """Sends one RGB uint8 frame ``[H, W, 3]`` to the encoder."""

@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--raw is required for the {args.corpus} corpus")
     if args.workers < 0:
         parser.error(f"--workers must be 0 (in this process) or more, got {args.workers}")
+    if not 0 <= args.val_fraction <= 1:
+        parser.error(f"--val-fraction must be a share between 0 and 1, got {args.val_fraction}")
     try:
         raw = args.raw or _default_corpus()
         summary = preprocess(raw, _layout(args.corpus, raw), shards, args.workers, args.val_fraction)
@@ -60,7 +62,15 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as error:
         print(f"error: preprocessing into {shards} failed ({error}).", file=sys.stderr)
         return 1
-    skipped = f"; {summary['skipped']} skipped (reasons in {shards / 'manifest.jsonl'})" if summary["skipped"] else ""
+    kinds = ", ".join(f"{count} {kind}" for kind, count in summary["skipped_kinds"])
+    if not summary["ok"]:
+        print(
+            f"error: none of the {summary['found']} clips is ready ({kinds}), so {shards} holds no index.json; "
+            f"each clip's reason is in {shards / 'manifest.jsonl'}.",
+            file=sys.stderr,
+        )
+        return 1
+    skipped = f"; {summary['skipped']} skipped: {kinds} (reasons in {shards / 'manifest.jsonl'})" if kinds else ""
     print(
         f"{shards}: {summary['ok']} clips ready ({summary['processed']} processed now){skipped}; "
         + ", ".join(f"{split} {count}" for split, count in summary["splits"].items())

@@ -7,7 +7,7 @@ import numpy as np
 from datamodules import face
 from datamodules.audio import mel_spectrogram
 from datamodules.corpus import Clip
-from datamodules.media import FPS, SAMPLE_RATE, MediaError, open_clip
+from datamodules.media import FPS, SAMPLE_RATE, MediaError, non_finite_audio, open_clip
 
 MIN_SECONDS = 1.0
 SILENCE_PEAK = 1e-4  # audio whose absolute peak stays below this is silent
@@ -30,6 +30,23 @@ RECORD_KEYS = (
     "mouth_offsets",
     "face_box",  # float32 [3]: centre x, centre y, side of the face crop box in source pixels (face.CropBox)
     "source_size",  # int64 [2]: height, width of the source frames (to paste a crop back)
+)
+
+
+# The kinds of reasons a clip is skipped for, as they read after a count ("3 corrupt or truncated"): the first
+# whose words are in the manifest's reason.
+SKIP_KINDS = (
+    ("no audio track", "without an audio track"),
+    ("no video stream", "without a video stream"),
+    ("non-finite audio", "with NaN or infinite audio samples"),
+    ("audio track is silent", "with silent audio"),
+    ("shorter than", f"shorter than {MIN_SECONDS:g} s"),
+    ("a face in only", f"with a face in under {face.MIN_FACE_RATIO:.0%} of the frames"),
+    ("worker process died", "whose worker process died"),
+    ("unexpected", "with an unexpected error"),
+    ("media file", "corrupt or truncated"),
+    ("decode", "corrupt or truncated"),
+    ("truncated", "corrupt or truncated"),
 )
 
 
@@ -61,6 +78,11 @@ class DecodedOnce:
         self.kept = kept
 
 
+def skip_kind(reason: str) -> str:
+    """The kind of a manifest's skip ``reason``, as it reads after a count (``SKIP_KINDS``)."""
+    return next((kind for words, kind in SKIP_KINDS if words in reason), "for another reason")
+
+
 def _encoded_crops(frames: Iterable[np.ndarray], face_box: face.CropBox, mouth_boxes: list[face.CropBox]):
     """The face and mouth crops of every frame in one decoding pass, each JPEG-encoded as soon as it is cut, so
     memory holds JPEG bytes, not raw crops: ``(face_jpeg, face_offsets), (mouth_jpeg, mouth_offsets)``."""
@@ -80,6 +102,9 @@ def process_clip(clip: Clip) -> dict:
         frames, audio = open_clip(clip.path)  # [T, H, W, 3] decoded frame by frame on each pass, [N]
         if len(audio) < MIN_SECONDS * SAMPLE_RATE:
             raise ClipSkipped(f"shorter than {MIN_SECONDS:g} s ({len(audio) / SAMPLE_RATE:.2f} s of audio)")
+        finite = np.isfinite(audio)
+        if not finite.all():
+            raise ClipSkipped(non_finite_audio(clip.path, int((~finite).sum()), int(np.argmin(finite))))
         if np.abs(audio).max() < SILENCE_PEAK:
             raise ClipSkipped("the audio track is silent")
         decoded = DecodedOnce(frames)

@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import pickle
 import shutil
+from collections import Counter
 from contextlib import closing
 from pathlib import Path
 
@@ -18,7 +19,8 @@ from datamodules.audio import MEL_BINS, MELS_PER_FRAME
 from datamodules.corpus import SPLITS, Clip, CorpusError, discover
 from datamodules.media import FPS, SAMPLE_RATE
 from datamodules.pool import imap_surviving
-from datamodules.preprocess.clip import ClipSkipped, process_clip
+from datamodules.preprocess.clip import ClipSkipped, process_clip, skip_kind
+from datamodules.state_files import write_atomically
 from datamodules.statistics import read_record_storing_sums, train_statistics
 
 MAX_CHUNK_BYTES = 64_000_000  # LitData's usual chunk size for streaming from object storage
@@ -35,10 +37,7 @@ def _record_path(shards: Path, clip_id: str) -> Path:
 def _store_record(path: Path, record: dict) -> None:
     """Writes a clip record atomically: a crash leaves the old record or none, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "wb") as stream:
-        pickle.dump(record, stream, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(partial, path)
+    write_atomically(path, pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 def _skipped(clip: Clip, reason: str) -> dict:
@@ -70,17 +69,52 @@ def _send_native_logs_to(path: str) -> None:
     os.close(log)
 
 
-def read_manifest(shards: str | Path) -> dict[str, dict]:
-    """The manifest of a shards folder by clip id (the last line of a clip wins)."""
-    path = Path(shards) / "manifest.jsonl"
-    if not path.exists():
-        return {}
-    entries = {}
-    for line in path.read_text().splitlines():
-        if line.strip():
-            entry = json.loads(line)
+def _manifest_entry(line: str) -> dict | None:
+    """The manifest entry that ``line`` holds, or None when it holds none (cut short, or not an entry)."""
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return None
+    fields_fit = isinstance(entry, dict) and isinstance(entry.get("clip"), str) and isinstance(entry.get("split"), str)
+    return entry if fields_fit and entry.get("status") in ("ok", "skipped") else None
+
+
+def _read_manifest(shards: Path) -> tuple[dict[str, dict], bool]:
+    """The manifest by clip id (the last line of a clip wins), and whether the file must be written again before
+    lines are added: its last line was cut by an interrupted run (that clip is simply processed again) or lacks
+    its line end. Any other line that is no entry is one CorpusError sentence that says how to recover."""
+    path = shards / "manifest.jsonl"
+    if not path.is_file():
+        return {}, False
+    text = path.read_text(errors="replace")
+    lines = [(number, line) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
+    entries, cut = {}, False
+    for number, line in lines:
+        entry = _manifest_entry(line)
+        if entry is None and number == lines[-1][0]:
+            cut = True
+        elif entry is None:
+            raise CorpusError(
+                f"Line {number} of {path} is not a manifest entry; delete that line (its clip is processed again) "
+                "or the whole manifest (every clip is), then run make data again."
+            )
+        else:
             entries[entry["clip"]] = entry
-    return entries
+    return entries, cut or not text.endswith("\n") and bool(lines)
+
+
+def read_manifest(shards: str | Path) -> dict[str, dict]:
+    """The manifest of a shards folder by clip id (the last line of a clip wins; a last line cut by an interrupted
+    run is left out: that clip is processed again). Raises CorpusError when another line is no entry."""
+    return _read_manifest(Path(shards))[0]
+
+
+def _read_json(path: Path) -> object:
+    """The JSON that ``path`` holds, or None when it is missing or unreadable (state that is rebuilt when lost)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def interleave_speakers(entries: list[dict]) -> list[str]:
@@ -113,8 +147,9 @@ def clips_per_chunk(record_paths: list[Path]) -> int:
 
 def _packaged_clips_per_chunk(shards: Path, split: str) -> int | None:
     """Clips per chunk of a packaged split (None if not packaged, or packaged by bytes by an older version)."""
-    index = shards / split / "index.json"
-    return json.loads(index.read_text())["config"].get("chunk_size") if index.exists() else None
+    index = _read_json(shards / split / "index.json")
+    config = index.get("config") if isinstance(index, dict) else None
+    return config.get("chunk_size") if isinstance(config, dict) else None
 
 
 def _written_by_packaging(folder: Path) -> bool:
@@ -177,11 +212,11 @@ def _forget_another_generated_corpus(raw: str | Path, shards: Path, manifest: di
     if marker is None:
         recorded.unlink(missing_ok=True)
         return manifest
-    made_from = json.loads(recorded.read_text()) if recorded.exists() else None
+    made_from = _read_json(recorded)
     if manifest and made_from != marker["arguments"]:
         (shards / "manifest.jsonl").unlink(missing_ok=True)
         manifest = {}
-    recorded.write_text(json.dumps(marker["arguments"]) + "\n")
+    write_atomically(recorded, json.dumps(marker["arguments"]) + "\n")
     return manifest
 
 
@@ -203,14 +238,18 @@ def preprocess(
 ) -> dict:
     """Processes the clips of ``raw`` not yet in ``shards``' manifest and (re)packages the changed splits.
 
-    Returns a summary: clips found, processed now, ok and skipped in all, and the clip count per split.
+    Returns a summary: clips found, processed now, ok and skipped in all, the skipped clips counted by kind of
+    reason (``skip_kind``), and the clip count per split. With no usable clip, no ``index.json`` is written.
     ``workers=0`` processes in this process (for debugging).
     """
     shards = Path(shards)
     _check_output(raw, shards)
     clips = discover(raw, layout, val_fraction)
     shards.mkdir(parents=True, exist_ok=True)
-    manifest = _forget_another_generated_corpus(raw, shards, read_manifest(shards))
+    manifest, rewrite = _read_manifest(shards)
+    if rewrite:  # a cut last line: the lines added next must not continue it
+        write_atomically(shards / "manifest.jsonl", "".join(json.dumps(entry) + "\n" for entry in manifest.values()))
+    manifest = _forget_another_generated_corpus(raw, shards, manifest)
     pending = [
         clip
         for clip in clips
@@ -256,13 +295,25 @@ def preprocess(
         split: interleave_speakers([entry for entry in usable if entry["split"] == split]) for split in SPLITS
     }
     index_path = shards / "index.json"
-    previous = json.loads(index_path.read_text())["splits"] if index_path.exists() else {}
+    previous = _read_json(index_path)  # unreadable: every split is packaged again
+    previous = previous.get("splits") if isinstance(previous, dict) and isinstance(previous.get("splits"), dict) else {}
     index_path.unlink(missing_ok=True)
     for split in SPLITS:
         chunking = clips_per_chunk([_record_path(shards, clip_id) for clip_id in split_clips[split]])
         changed = split_clips[split] != previous.get(split) or bool(processed & set(split_clips[split]))
         if changed or (split_clips[split] and _packaged_clips_per_chunk(shards, split) != chunking):
             _package_split(shards, split, split_clips[split])
+    skipped = [entry for clip_id, entry in manifest.items() if clip_id in current and entry["status"] == "skipped"]
+    summary = {
+        "found": len(clips),
+        "processed": len(jobs),
+        "ok": len(usable),
+        "skipped": len(skipped),
+        "skipped_kinds": Counter(skip_kind(entry["reason"]) for entry in skipped).most_common(),
+        "splits": {split: len(ids) for split, ids in split_clips.items()},
+    }
+    if not usable:  # an index with empty splits would look finished: training would fail on it instead
+        return summary
     index = {
         "layout": layout,
         "raw": str(Path(raw).resolve()),
@@ -277,12 +328,5 @@ def preprocess(
         "face_crop_size": face.FACE_CROP_SIZE,
         "mouth_crop_size": face.MOUTH_CROP_SIZE,
     }
-    index_path.write_text(json.dumps(index, indent=1) + "\n")
-    skipped = [entry for clip_id, entry in manifest.items() if clip_id in current and entry["status"] == "skipped"]
-    return {
-        "found": len(clips),
-        "processed": len(jobs),
-        "ok": len(usable),
-        "skipped": len(skipped),
-        "splits": {split: len(ids) for split, ids in split_clips.items()},
-    }
+    write_atomically(index_path, json.dumps(index, indent=1) + "\n")
+    return summary

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from datamodules.state_files import write_atomically
+
 
 class RunRecorder(Callback):
     """Writes ``metrics.json`` into the run folder after fit and test, and points ``latest`` at the run."""
@@ -38,4 +40,4 @@ class RunRecorder(Callback):
             if checkpoint.best_model_score is not None:
                 record["best_score"] = float(checkpoint.best_model_score)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        write_atomically(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
