@@ -243,8 +243,8 @@ def preprocess(
     ``workers=0`` processes in this process (for debugging).
     """
     shards = Path(shards)
+    clips = discover(raw, layout, val_fraction)  # a missing corpus is named first
     _check_output(raw, shards)
-    clips = discover(raw, layout, val_fraction)
     shards.mkdir(parents=True, exist_ok=True)
     manifest, rewrite = _read_manifest(shards)
     if rewrite:  # a cut last line: the lines added next must not continue it
