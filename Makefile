@@ -8,11 +8,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-# Conventions shared by every stage target (README, "Running a stage"):
+# Conventions shared by every stage target (docs/configuration.md):
 #   DATA=<shards dir>  NAME=<run name>  FAST=1  ARGS="<LightningCLI flags>"  TRAINER=cpu|gpu|ddp|ddp-cpu
 # No NAME: the CLI names the run (a timestamp; under SLURM or torchrun one name that every rank agrees on).
 NAME ?=
 FAST ?=
+# RECIPE=real: conf/real/<stage>.yaml on top (speech augmentation, any-mouth references, the closure head; docs/mdn.md)
+RECIPE ?=
 ARGS ?=
 TRAINER ?= $(shell $(PY) -c "import torch; print('gpu' if torch.cuda.is_available() else 'cpu')")
 # Stage targets read DATA; at its default, the embedded corpus's shards, they build it first.
@@ -20,7 +22,7 @@ DEFAULT_DATA := data/shards/synthetic
 DATA ?= $(DEFAULT_DATA)
 STAGE_DATA = $(if $(filter $(DEFAULT_DATA),$(DATA)),$(DEFAULT_DATA)/index.json)
 
-# `make corpus`: the embedded synthetic corpus (README, "The embedded corpus"); FORCE=1 replaces one made
+# `make corpus`: the embedded synthetic corpus (docs/corpus.md); FORCE=1 replaces one made
 # with other arguments. The defaults are what `make data` builds when no corpus is given.
 OUT ?= data/corpus/synthetic
 LAYOUT ?= lrs3
@@ -54,8 +56,10 @@ SAMPLES ?= 1
 MDN ?= runs/mdn/latest
 RENDERER ?= runs/renderer/latest
 GENERATE_OUT = $(if $(filter command line environment,$(origin OUT)),$(OUT),outputs/video.mp4)
-# `make demo`: the FAST=1 runs it trains (or reuses) are runs/<stage>/$(DEMO_RUN).
+# `make demo`: the FAST=1 runs it trains (or reuses) are runs/<stage>/$(DEMO_RUN), stages 1 and 2 in RECIPE=real
+# (the recipe of the shipped weights/, which `make weights` copies from these runs).
 DEMO_RUN ?= demo
+DEMO_RECIPE ?= real
 
 # `make sweep` / `make sweep-local`: SWEEP=<experiments/sweeps/*.yaml> COUNT=<trials>; FAST=1 and ARGS apply to
 # every local trial (its flags go before the swept ones, so the sweep's values win).
@@ -88,10 +92,11 @@ define fit
 $(PY) -m experiments.cli fit \
 	--config conf/base.yaml --config conf/trainer/$(TRAINER).yaml --config conf/$(1).yaml \
 	$(if $(FAST),--config conf/fast.yaml $(if $(wildcard conf/fast/$(1).yaml),--config conf/fast/$(1).yaml)) \
+	$(if $(RECIPE),$(if $(wildcard conf/$(RECIPE)/$(1).yaml),--config conf/$(RECIPE)/$(1).yaml)) \
 	$(if $(NAME),--run.name $(NAME)) $(2) $(ARGS)
 endef
 
-.PHONY: help setup test test-all lint corpus data pretrain-sfe train-mdn train-renderer generate demo evaluate evaluate-real real-data tables sweep sweep-local bench clean
+.PHONY: help setup test test-all lint corpus data pretrain-sfe train-mdn train-renderer generate demo weights evaluate evaluate-real real-data tables sweep sweep-local bench clean
 
 help: ## List the targets and the variables they take
 	@echo "Usage: make <target> [DATA=<shards>] [NAME=<run>] [FAST=1] [ARGS=\"--trainer.max_epochs 5\"]"
@@ -147,10 +152,10 @@ generate: setup ## A talking-head video: IMAGE=<photo> AUDIO=<speech> OUT=<video
 
 # The demo's FAST=1 runs: a finished run (its metrics.json) is reused; an interrupted one resumes.
 runs/sfe/$(DEMO_RUN)/metrics.json: | $(STAMP) $(DEFAULT_DATA)/index.json
-	$(MAKE) --no-print-directory pretrain-sfe FAST=1 NAME=$(DEMO_RUN)
+	$(MAKE) --no-print-directory pretrain-sfe FAST=1 RECIPE=$(DEMO_RECIPE) NAME=$(DEMO_RUN)
 
 runs/mdn/$(DEMO_RUN)/metrics.json: runs/sfe/$(DEMO_RUN)/metrics.json
-	$(MAKE) --no-print-directory train-mdn FAST=1 NAME=$(DEMO_RUN) SFE_CKPT=runs/sfe/$(DEMO_RUN)
+	$(MAKE) --no-print-directory train-mdn FAST=1 RECIPE=$(DEMO_RECIPE) NAME=$(DEMO_RUN) SFE_CKPT=runs/sfe/$(DEMO_RUN)
 
 runs/renderer/$(DEMO_RUN)/metrics.json: | $(STAMP) $(DEFAULT_DATA)/index.json
 	$(MAKE) --no-print-directory train-renderer FAST=1 NAME=$(DEMO_RUN)
@@ -160,6 +165,9 @@ demo: setup runs/mdn/$(DEMO_RUN)/metrics.json runs/renderer/$(DEMO_RUN)/metrics.
 	$(MAKE) --no-print-directory generate IMAGE=outputs/demo-photo.png AUDIO=outputs/demo-voice.wav OUT=outputs/demo.mp4 \
 		MDN=runs/mdn/$(DEMO_RUN) RENDERER=runs/renderer/$(DEMO_RUN)
 	$(PY) -m experiments.demo picture --photo outputs/demo-photo.png --video outputs/demo.mp4 --out outputs/demo.png
+
+weights: setup runs/mdn/$(DEMO_RUN)/metrics.json runs/renderer/$(DEMO_RUN)/metrics.json ## The shipped default models: weights/{mdn,renderer}.ckpt (+ .metrics.json) from make demo's runs
+	$(PY) -m experiments.weights --mdn runs/mdn/$(DEMO_RUN) --renderer runs/renderer/$(DEMO_RUN) --out weights
 
 sweep: setup ## W&B sweep on the W&B server + an agent here (SWEEP, COUNT); needs `wandb login`
 	$(PY) -m experiments.sweep wandb $(SWEEP) $(if $(COUNT),--count $(COUNT))

@@ -1,6 +1,6 @@
 """Stage-2 data: per-frame audio windows with registered landmarks, relative pose and a reference frame."""
 
-from typing import TypedDict
+from typing import Literal, TypedDict
 
 import numpy as np
 import torch
@@ -20,15 +20,34 @@ class LandmarkBatch(TypedDict):
     reference_pose: torch.Tensor  # float32 [B, 6], the reference frame's absolute pose
     landmarks: torch.Tensor  # float32 [B, T, 68, 3], image-space landmarks in face-crop pixels (evaluation)
     mask: torch.Tensor  # float32 [B, T], 1 for real, valid frames; 0 for padding or long face gaps
+    lips_closed: torch.Tensor  # float32 [B, T], 1 where the lips are together (``lips_closed``)
     speaker: torch.Tensor  # int64 [B], index into LandmarkDataModule.speakers
 
 
-def reference_frame(registered: np.ndarray, valid: np.ndarray, window: np.ndarray) -> int:
-    """The reference of a window: the valid frame with the most closed mouth outside ``window`` (frame indices
-    ``[T]``) when the clip has one, else the most closed valid frame inside it."""
+REFERENCES = ("closed", "any")
+CLOSED_SHARE = 0.35  # of the clip's opening range (most closed to 90th percentile) under which the lips are together
+
+
+def lips_closed(registered: np.ndarray, valid: np.ndarray, reference_index: int) -> np.ndarray:
+    """Whether the lips are together in each frame ``[T]`` (0/1): the inner-lip gap is within ``CLOSED_SHARE`` of
+    the clip's range above its most closed frame. Relative to the clip, because Face Mesh leaves a person-specific
+    gap between closed lips (about 0.05 inter-ocular units on one embedded-corpus face, 0.01 on another)."""
+    opening = face.mouth_opening(registered)
+    rest = opening[reference_index]
+    top = np.quantile(opening[valid], 0.9) if valid.any() else rest
+    return ((opening - rest) < CLOSED_SHARE * max(top - rest, 1e-6)).astype(np.float32)
+
+
+def reference_frame(registered: np.ndarray, valid: np.ndarray, window: np.ndarray, choice: str = "closed") -> int:
+    """The reference of a window, a valid frame outside ``window`` (frame indices ``[T]``) when the clip has one,
+    else a valid frame inside it: the one with the most closed mouth (``closed``, published), or a random one
+    (``any``: a user's photo may smile or show its teeth, and the lips must still close from there)."""
     outside = valid.copy()
     outside[window] = False
     candidates = outside if outside.any() else valid
+    if choice == "any":
+        frames = np.flatnonzero(candidates)
+        return int(frames[torch.randint(len(frames), ()).item()])
     return int(np.argmin(np.where(candidates, face.inner_lip_area(registered), np.inf)))
 
 
@@ -41,6 +60,10 @@ class LandmarkDataModule(ShardDataModule):
     outside the window (one no longer than the window, or whose other frames have no face) takes the most
     closed valid frame inside it instead; that frame's relative pose is then 0. ``pose`` is relative to the
     reference (``face.relative_pose``); ``face.absolute_pose(pose, reference_pose)`` gives the stored pose back.
+
+    ``training_reference``: ``closed`` (published) or ``any`` frame outside the window as the training reference
+    (validation and test keep the most closed one, so their figures stay comparable). ``speech_augmentation``:
+    the training audio heard through a random microphone, room and codec (``datamodules.speech_augmentation``).
     """
 
     def __init__(
@@ -49,11 +72,16 @@ class LandmarkDataModule(ShardDataModule):
         frames: int = 32,
         batch_size: int = 16,
         num_workers: int = 2,
+        training_reference: Literal["closed", "any"] = "closed",
+        speech_augmentation: bool = False,
         seed: int = 0,
     ):
-        super().__init__(shards, batch_size, num_workers, seed)
+        super().__init__(shards, batch_size, num_workers, seed, speech_augmentation)
+        if training_reference not in REFERENCES:
+            raise ValueError(f"data.init_args.training_reference must be closed or any, not {training_reference!r}.")
         self.save_hyperparameters()
         self.frames = frames
+        self.training_reference = training_reference
 
     @property
     def statistics(self) -> dict:
@@ -74,7 +102,7 @@ class LandmarkDataModule(ShardDataModule):
         real = window < length
         window = np.minimum(window, length - 1)  # [T]
         mask = (real & valid[window]).astype(np.float32)
-        reference = reference_frame(record["registered"], valid, window)
+        reference = reference_frame(record["registered"], valid, window, self.training_reference if train else "closed")
         reference_pose = record["pose"][reference]
         return {
             "audio": torch.from_numpy(audio_windows(record["mel"], window).astype(np.float32)),
@@ -84,5 +112,8 @@ class LandmarkDataModule(ShardDataModule):
             "reference_pose": torch.from_numpy(reference_pose),
             "landmarks": torch.from_numpy(record["landmarks"][window]),
             "mask": torch.from_numpy(mask),
+            "lips_closed": torch.from_numpy(
+                lips_closed(record["registered"], valid, record["reference_index"])[window]
+            ),
             "speaker": speaker_index[record["speaker"]],
         }

@@ -66,6 +66,8 @@ class SFEDataModule(ShardDataModule):
             published input, about 7x the pixels).
         augment: colour jitter (brightness, contrast, saturation) and random grayscale on the training frames,
             one draw per sample, on the device after the batch is transferred (:func:`augment_colours`).
+        speech_augmentation: the training audio heard through a random microphone, room and codec
+            (``datamodules.speech_augmentation``); off is the published recipe.
     """
 
     image_keys = ("frames",)
@@ -80,9 +82,10 @@ class SFEDataModule(ShardDataModule):
         batch_size: int = 8,
         num_workers: int = 2,
         augment: bool = True,
+        speech_augmentation: bool = False,
         seed: int = 0,
     ):
-        super().__init__(shards, batch_size, num_workers, seed)
+        super().__init__(shards, batch_size, num_workers, seed, speech_augmentation)
         self.save_hyperparameters()
         self.steps = steps
         self.step_stride = step_stride

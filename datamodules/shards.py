@@ -22,6 +22,7 @@ from lightning.pytorch import LightningDataModule
 from litdata import StreamingDataLoader, StreamingDataset
 
 from datamodules.face import decode_jpeg
+from datamodules.speech_augmentation import augment_speech
 
 
 class ShardsError(ValueError):
@@ -122,12 +123,15 @@ class ShardDataModule(LightningDataModule):
 
     image_keys: tuple[str, ...] = ()
 
-    def __init__(self, shards: str, batch_size: int, num_workers: int, seed: int = 0):
+    def __init__(
+        self, shards: str, batch_size: int, num_workers: int, seed: int = 0, speech_augmentation: bool = False
+    ):
         super().__init__()
         self.shards = shards_location(shards)
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.seed = seed
+        self.speech_augmentation = speech_augmentation
         self.index: dict | None = None
 
     def setup(self, stage: str | None = None) -> None:
@@ -151,11 +155,16 @@ class ShardDataModule(LightningDataModule):
         return self.trainer is not None and self.trainer.training
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
-        """uint8 images of ``image_keys`` -> float32 in [0, 1], on the device the batch was moved to."""
-        return {
+        """uint8 images of ``image_keys`` -> float32 in [0, 1], on the device the batch was moved to; the ``audio``
+        windows heard through a random microphone, room and codec when a Trainer is fitting and
+        ``speech_augmentation`` is on (``datamodules.speech_augmentation``)."""
+        batch = {
             key: value.float().div_(255.0) if key in self.image_keys and value.dtype == torch.uint8 else value
             for key, value in batch.items()
         }
+        if self.speech_augmentation and self.training and "audio" in batch:
+            batch["audio"] = augment_speech(batch["audio"])
+        return batch
 
     def dataset(self, split: str, train: bool) -> StreamingDataset:
         """The LitData dataset of ``split``; ShardsError when the split has no clips."""

@@ -1,4 +1,4 @@
-"""Makes the README's pictures of the embedded corpus from a built one: ``docs/corpus_strip.png`` (each person at
+"""Makes the pictures of docs/corpus.md from a built embedded corpus: ``docs/corpus_strip.png`` (each person at
 rest, on a bilabial, an open vowel, a labiodental and a rounded vowel, as the sidecar's visemes say) and two
 sample clips. Usage: ``python docs/corpus_media.py data/corpus/synthetic``."""
 

@@ -42,7 +42,7 @@ STAGES = {  # stage -> (its name in messages, the command that trains it, the fl
 CHUNK_SEED_STRIDE = 1_000_003  # the seed of chunk c of sample k is seed + k + c * stride
 RENDER_BATCH = 8
 # The MDN under-predicts how far the mouth moves: on the embedded corpus's held-out speakers its opening spread as
-# widely as the truth's with the lips moved 1.5 times as far (README, "make generate").
+# widely as the truth's with the lips moved 1.5 times as far (docs/generation.md).
 LIP_GAIN = 1.5
 LIPS = slice(48, 68)
 

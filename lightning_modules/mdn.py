@@ -16,7 +16,7 @@ from lightning.pytorch import LightningModule
 from torchmetrics import MetricCollection
 
 from lightning_modules.checkpoints import read_stage_checkpoint, stamp_stage
-from lightning_modules.mdn_decoding import clip_logits, crossfaded, decode, gaussian_smooth
+from lightning_modules.mdn_decoding import clip_logits, close_lips, crossfaded, decode, gaussian_smooth
 from lightning_modules.mdn_inputs import POSE_DIM, build_sfe, statistics_tensors
 from lightning_modules.mdn_loss import MixtureNLL, landmark_weights
 from lightning_modules.metrics import (
@@ -32,6 +32,16 @@ from lightning_modules.nets.mdn import MixtureDensityHead, phase_features
 
 STAGE = "mdn"
 EXPECTED = "an MDN checkpoint (written by lightning_modules.mdn.LandmarkMDN)"
+
+
+def closure_loss(logits: torch.Tensor, closed: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of closure ``logits [B, T]`` against ``closed [B, T]`` (0/1) over frames with ``mask``
+    1, each class weighted by the other's share so that the rarer one (a short p, b, m) counts as much."""
+    valid = mask.float()
+    share = ((closed * valid).sum() / valid.sum().clamp_min(1)).clamp(0.05, 0.95)
+    weights = valid * torch.where(closed > 0.5, 0.5 / share, 0.5 / (1 - share))
+    losses = torch.nn.functional.binary_cross_entropy_with_logits(logits, closed, reduction="none")
+    return (losses * weights).sum() / valid.sum().clamp_min(1)
 
 
 def motion_metrics() -> MetricCollection:
@@ -62,6 +72,10 @@ class LandmarkMDN(LightningModule):
     metrics of ``max`` decoding beside the static baseline (``static/``: the reference held still) and the
     model given time-shuffled audio (``shuffled/``), plus best-of-K and diversity of ``eval_samples`` samples,
     drawn at ``sample_temperature`` (``mdn_decoding.decode``).
+    ``closure_weight`` > 0 (not in the published model, where it is 0) adds a head that predicts whether each
+    frame's lips are together (the batch's ``lips_closed``), trained by binary cross-entropy at this weight;
+    decoding then closes the lips where it is sure (``mdn_decoding.close_lips``), so that a p, b or m of one or
+    two frames is not averaged away by the mixture and the smoothing.
     """
 
     def __init__(
@@ -80,6 +94,7 @@ class LandmarkMDN(LightningModule):
         lip_weight: float = 3.0,
         closed_weight: float = 1.0,
         closed_opening: float = 0.05,
+        closure_weight: float = 0.0,
         dirichlet_alpha: float = 2.0,
         dirichlet_weight: float = 0.005,
         lr: float = 1e-4,
@@ -107,6 +122,7 @@ class LandmarkMDN(LightningModule):
             dropout=dropout,
             sigma_min=sigma_min,
             sigma_max=sigma_max,
+            closure=closure_weight > 0,
         )
         self.mixture_nll = MixtureNLL(dirichlet_alpha, dirichlet_weight, mixture_scope)
         for name, value in statistics_tensors(statistics).items():
@@ -168,11 +184,15 @@ class LandmarkMDN(LightningModule):
         ``smoothing`` and ``temperature`` default to the model's."""
         generator = torch.Generator().manual_seed(seed)
         temperature = self.hparams.sample_temperature if temperature is None else temperature
-        vectors = decode(**mixture, mode=mode, samples=samples, generator=generator,
+        components = {name: mixture[name] for name in ("means", "sigmas", "logits")}
+        vectors = decode(**components, mode=mode, samples=samples, generator=generator,
                          correlation_frames=self.hparams.sample_correlation_frames,
                          temperature=temperature)  # fmt: skip
         vectors = gaussian_smooth(vectors, self.hparams.smoothing if smoothing is None else smoothing)
-        return self.denormalise(vectors, reference[None])
+        registered, pose = self.denormalise(vectors, reference[None])
+        if "closure_logits" in mixture:
+            registered = close_lips(registered, mixture["closure_logits"].sigmoid())
+        return registered, pose
 
     @torch.no_grad()
     def generate(
@@ -206,11 +226,17 @@ class LandmarkMDN(LightningModule):
         opening = mouth_opening(batch["registered"])
         weights = landmark_weights(opening, POSE_DIM, self.hparams.lip_weight, self.hparams.closed_weight,
                                    self.hparams.closed_opening)  # fmt: skip
-        loss = self.mixture_nll(**mixture, target=target, weights=weights, mask=batch["mask"])
+        components = {name: mixture[name] for name in ("means", "sigmas", "logits")}
+        loss = self.mixture_nll(**components, target=target, weights=weights, mask=batch["mask"])
         batch_size = batch["audio"].shape[0]
         mixture_weights = mixture["logits"].detach().softmax(-1)  # [B, T, M]
         valid = batch["mask"][..., None]
         logged = {"loss": loss.loss, "nll": loss.nll, "dirichlet": loss.prior}
+        total = loss.loss
+        if "closure_logits" in mixture:
+            logged["closure_bce"] = closure_loss(mixture["closure_logits"], batch["lips_closed"], batch["mask"])
+            total = total + self.hparams.closure_weight * logged["closure_bce"]
+            logged["loss"] = total
         for component in range(self.hparams.components):
             logged[f"weight_{component}"] = (mixture_weights[..., component, None] * valid).sum() / valid.sum()
         entropy = torch.special.entr(mixture_weights).sum(-1, keepdim=True)  # [B, T, 1]
@@ -219,7 +245,7 @@ class LandmarkMDN(LightningModule):
                       batch_size=batch_size, sync_dist=stage != "train", prog_bar=False)  # fmt: skip
         if stage != "train":
             self._evaluate(batch, mixture, stage)
-        return loss.loss
+        return total
 
     def _evaluate(self, batch: dict, mixture: dict, stage: str) -> None:
         """Metrics of max decoding, the static baseline, time-shuffled audio, best-of-K and diversity."""

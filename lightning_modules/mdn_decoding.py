@@ -89,6 +89,30 @@ def decode(
     return picked + temperature * spread[..., None] * noise
 
 
+UPPER_OUTER_LIP, LOWER_OUTER_LIP = [49, 50, 51, 52, 53], [55, 56, 57, 58, 59]
+INNER_PAIRS = ([61, 62, 63], [67, 66, 65])  # upper and lower inner-lip points facing each other
+CLOSURE_RAMP = (0.35, 0.65)  # closure probability from which the lips start to close, and are fully closed
+
+
+def close_lips(registered: torch.Tensor, closure_probability: torch.Tensor) -> torch.Tensor:
+    """Landmarks ``[..., T, 68, >=2]`` (y down) whose lips close where the closure head says so: each frame's
+    inner-lip gap shrinks by a factor ramping from 0 at ``CLOSURE_RAMP[0]`` to 1 (lips touching) at
+    ``CLOSURE_RAMP[1]`` of ``closure_probability [..., T]``; both lips move half the way, outer points with them,
+    so the lips keep their thickness. A short p, b or m is thus closed, not averaged half open by the mixture."""
+    low, high = CLOSURE_RAMP
+    closing = ((closure_probability - low) / (high - low)).clamp(0, 1)  # [..., T]
+    upper, lower = INNER_PAIRS
+    gap = (registered[..., lower, 1] - registered[..., upper, 1]).clamp_min(0)  # [..., T, 3]
+    shift = 0.5 * closing[..., None] * gap  # [..., T, 3], per facing pair
+    closed = registered.clone()
+    closed[..., upper, 1] += shift
+    closed[..., lower, 1] -= shift
+    outer_shift = shift.mean(-1, keepdim=True)  # [..., T, 1]
+    closed[..., UPPER_OUTER_LIP, 1] += outer_shift
+    closed[..., LOWER_OUTER_LIP, 1] -= outer_shift
+    return closed
+
+
 def crossfaded(mixture_of, audio: torch.Tensor, chunk: int) -> dict[str, torch.Tensor]:
     """``mixture_of(audio [B, t, ...]) -> {name: [B, t, ...]}`` applied to windows of ``chunk`` frames that overlap
     by a quarter and cross-faded linearly, so that any T costs memory of one window only."""

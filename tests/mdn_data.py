@@ -68,6 +68,7 @@ class SyntheticLandmarkClips(Dataset):
             "reference_pose": torch.tensor([0.0, 0.0, 0.0, 128.0, 128.0, math.log(100.0)]),
             "landmarks": registered * 100 + 128,
             "mask": torch.ones(self.frames),
+            "lips_closed": (opening < 0.05).float(),
             "speaker": torch.tensor(speaker),
         }
 

@@ -13,7 +13,7 @@ from litdata import StreamingDataset
 from torchvision.transforms.v2 import functional as F
 
 from datamodules import face
-from datamodules.mdn import LandmarkDataModule
+from datamodules.mdn import LandmarkDataModule, lips_closed
 from datamodules.renderer import RenderDataModule, training_pair
 from datamodules.sfe import SFEDataModule, augment_colours
 from datamodules.shards import ShardDataModule, ShardsError
@@ -254,6 +254,7 @@ def test_landmark_batches_follow_the_contract(synthetic_shards, split):
             "reference_pose": ((2, 6), torch.float32),
             "landmarks": ((2, 20, 68, 3), torch.float32),
             "mask": ((2, 20), torch.float32),
+            "lips_closed": ((2, 20), torch.float32),
             "speaker": ((2,), torch.int64),
         },
     )
@@ -436,3 +437,59 @@ def test_a_training_split_too_small_for_one_batch_is_a_clear_error(synthetic_sha
     datamodule.setup("fit")
     with pytest.raises(ShardsError, match="fewer than batch_size 64 for each of the 1 loader workers"):
         datamodule.train_dataloader()
+
+
+def test_any_training_reference_draws_open_mouths_too_and_evaluation_keeps_the_closed_one(synthetic_shards):
+    """``training_reference: any``: a photo may show an open mouth, so training references are drawn from every
+    valid frame outside the window (open ones among them); validation keeps the most closed (comparable figures)."""
+    frames = 20
+    datamodule = LandmarkDataModule(str(synthetic_shards), frames=frames, batch_size=1, num_workers=0,
+                                    training_reference="any")  # fmt: skip
+    datamodule.setup("fit")
+    speakers = {speaker: number for number, speaker in enumerate(datamodule.speakers)}
+    record = landmark_records(synthetic_shards, "train")[0]
+    area = face.inner_lip_area(record["registered"])
+    torch.manual_seed(0)
+    drawn = []
+    for _ in range(40):
+        sample = datamodule.sample(record, train=True, speaker_index=speakers)
+        start = window_of(sample, record)
+        reference = int(np.flatnonzero((record["registered"] == sample["reference"].numpy()).all((1, 2)))[0])
+        assert not start <= reference < start + frames and record["valid"][reference]
+        drawn.append(area[reference])
+    assert np.mean(np.array(drawn) > np.median(area)) > 0.25, "open mouths are drawn as references"
+    validation = datamodule.sample(record, train=False, speaker_index=speakers)
+    expected = datamodule.sample(record, train=False, speaker_index=speakers)
+    assert torch.equal(validation["reference"], expected["reference"])
+    assert face.inner_lip_area(validation["reference"].numpy()[None])[0] <= np.percentile(area, 10)
+    with pytest.raises(ValueError, match="closed or any"):
+        LandmarkDataModule(str(synthetic_shards), training_reference="open")
+
+
+def test_speech_augmentation_applies_after_transfer_and_only_in_training(synthetic_shards):
+    datamodule = LandmarkDataModule(str(synthetic_shards), frames=20, batch_size=2, num_workers=0,
+                                    speech_augmentation=True)  # fmt: skip
+    shipped = first_batch(datamodule, "val")
+    datamodule.trainer = SimpleNamespace(training=False)
+    assert torch.equal(datamodule.on_after_batch_transfer(shipped, 0)["audio"], shipped["audio"])
+    datamodule.trainer = SimpleNamespace(training=True)
+    heard = datamodule.on_after_batch_transfer(shipped, 0)["audio"]
+    assert heard.shape == shipped["audio"].shape and (heard - shipped["audio"]).abs().mean() > 0.01
+    datamodule.speech_augmentation = False
+    assert torch.equal(datamodule.on_after_batch_transfer(shipped, 0)["audio"], shipped["audio"])
+
+
+def test_lips_closed_marks_the_bilabials_of_every_person_whatever_their_closed_gap(synthetic_corpus, synthetic_shards):
+    """``lips_closed`` is relative to each clip: Face Mesh leaves a person-specific gap between closed lips, so one
+    absolute threshold called the bilabials of one face open; against the generator's visemes it holds for all."""
+    shares = {"bilabial": [], "open": []}
+    for split in ("train", "val", "test"):
+        for record in landmark_records(synthetic_shards, split):
+            visemes = json.loads((synthetic_corpus / f"{record['clip']}.truth.json").read_text())["visemes"]
+            closed = lips_closed(record["registered"], record["valid"].astype(bool), record["reference_index"])
+            for kind in shares:
+                frames = [t for t, viseme in enumerate(visemes[: record["frames"]]) if viseme == kind]
+                shares[kind] += list(closed[frames])
+    assert np.mean(shares["bilabial"]) > 0.7 and np.mean(shares["open"]) < 0.1, {
+        k: np.mean(v) for k, v in shares.items()
+    }

@@ -6,6 +6,11 @@ import skimage.data
 from scipy.spatial.transform import Rotation
 
 from datamodules import face
+from datamodules.synthetic.faces import base_photo
+from datamodules.synthetic.speakers import HELD_OUT_PERSON
+
+# The photos the canonical face is averaged from: the embedded corpus's training people, never its held-out one.
+CANONICAL_PEOPLE = ("astronaut", "camera")
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +47,50 @@ def test_mirrored_table_matches_a_flipped_photo(astronaut):
 def test_image_without_a_face_is_a_clear_error():
     with pytest.raises(face.NoFaceError, match="No face was found in coffee.png"):
         face.detect_landmarks(skimage.data.coffee(), "coffee.png")
+
+
+def mirrored(points: np.ndarray) -> np.ndarray:
+    """``[68, 3]`` landmarks flipped left-right (x negated, each point swapped with its counterpart)."""
+    return points[face.MIRRORED_IBUG68] * np.array([-1.0, 1.0, 1.0])
+
+
+def frontal_symmetric_face(points: np.ndarray) -> np.ndarray:
+    """A photo's landmarks ``[68, 3]`` made left-right symmetric (averaged with their mirror image fitted onto
+    them), turned frontal (x along the symmetry plane's normal, y from the eyes' centre down to the chin, z away
+    from the camera), centred, with the outer eye corners one unit apart."""
+    for _ in range(3):
+        flipped = mirrored(points)
+        scale, rotation, translation = face.umeyama(flipped, points[None])
+        points = (points + scale[0] * flipped @ rotation[0].T + translation[0]) / 2
+    pairs = [(point, twin) for point, twin in enumerate(face.MIRRORED_IBUG68) if point < twin]
+    x = np.mean([points[twin] - points[point] for point, twin in pairs], 0)
+    x /= np.linalg.norm(x)
+    down = points[8] - points[36:48].mean(0)
+    y = down - (down @ x) * x
+    y /= np.linalg.norm(y)
+    frontal = (points - points.mean(0)) @ np.stack([x, y, np.cross(x, y)]).T
+    return frontal / np.linalg.norm(frontal[45] - frontal[36])
+
+
+def canonical_face_of(people: tuple[str, ...]) -> np.ndarray:
+    """The recipe of ``CANONICAL_FACE``: the Face Mesh landmarks of each person's base photo, made frontal and
+    symmetric, averaged, symmetrised again and rescaled."""
+    with face.FaceMeshTracker(static_images=True) as tracker:
+        faces = [frontal_symmetric_face(tracker(base_photo(person)).astype(np.float64)) for person in people]
+    mean = np.mean(faces, 0)
+    mean = (mean + mirrored(mean)) / 2
+    mean -= mean.mean(0)
+    return mean / np.linalg.norm(mean[45] - mean[36])
+
+
+def test_the_canonical_face_is_built_from_the_training_people_only():
+    """The held-out person shapes nothing: the table is the recipe's output on the training people's photos,
+    and the same recipe with the held-out person's photo gives another face."""
+    assert HELD_OUT_PERSON not in CANONICAL_PEOPLE
+    built = canonical_face_of(CANONICAL_PEOPLE)
+    np.testing.assert_allclose(face.CANONICAL_FACE, built, atol=2e-3)
+    with_held_out = canonical_face_of((*CANONICAL_PEOPLE, HELD_OUT_PERSON))
+    assert np.abs(face.CANONICAL_FACE - with_held_out).max() > 0.01
 
 
 def test_umeyama_recovers_a_known_similarity():

@@ -487,7 +487,7 @@ def test_fast_mdn_on_the_embedded_corpus_follows_the_speech_of_held_out_speakers
     """FAST SFE pretraining, then FAST MDN (M = 3 and M = 1) with 3 seeds each on the embedded corpus, judged by
     their best checkpoints (what `make generate` takes). Every seed's mouth beats the static reference on the
     held-out speakers (the val split: a new voice of each training person), follows their speech and stops
-    following it when the audio is shuffled. Over the seeds, as the README's tables report them (one FAST MDN's
+    following it when the audio is shuffled. Over the seeds, as docs/mdn.md's tables report them (one FAST MDN's
     held-out-speaker mouth LMD spreads by about 3% of static from seed to seed): the mouth is 20% nearer the
     truth than the static reference, M = 3's best of 5 is no further than M = 1, and on the held-out voice (a
     test speaker whose voice no training speaker uses) the mouth beats the static face and follows the speech."""

@@ -18,7 +18,7 @@ import pytest
 from litdata import StreamingDataset
 
 from datamodules import preprocess as preprocessing
-from datamodules.corpus import discover
+from datamodules.corpus import CorpusError, discover
 from datamodules.face import mouth_opening
 from datamodules.media import open_clip, read_audio, read_video, write_video
 from datamodules.preprocess import packaging
@@ -326,3 +326,40 @@ def test_chunks_hold_one_clip_in_a_small_split_and_at_most_64_mb_in_a_large_one(
     assert packaging.clips_per_chunk(records(640, 2)) == 10, "64 chunks"
     assert packaging.clips_per_chunk(records(100_000, 2)) == 32, "64 MB"
     assert packaging.clips_per_chunk(records(10, 100)) == 1
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {path.relative_to(root).as_posix(): path.read_bytes() for path in root.rglob("*") if path.is_file()}
+
+
+def test_shards_overlapping_the_corpus_are_refused_and_nothing_is_deleted(synthetic_corpus, tmp_path, capsys):
+    """`make data` with SHARDS = RAW deleted the corpus's own test videos: overlapping folders are refused in one
+    sentence before any work, and the corpus is byte for byte as it was."""
+    raw = tmp_path / "raw"
+    shutil.copytree(synthetic_corpus, raw)
+    assert any(path.parts[0] == "test" for path in map(Path, tree(raw))), "the corpus has a test/ folder to lose"
+    before = tree(raw)
+    for shards in (raw, raw / "shards", tmp_path):
+        assert preprocessing.main(["--corpus", "lrs3", "--raw", str(raw), "--shards", str(shards)]) == 1
+        error = capsys.readouterr().err.strip().splitlines()
+        assert len(error) == 1 and "overlap" in error[0], error
+        assert tree(raw) == before, f"SHARDS={shards} changed the corpus"
+
+
+def test_a_split_folder_packaging_did_not_write_is_never_replaced(synthetic_corpus, synthetic_shards, tmp_path):
+    shards = tmp_path / "shards"
+    (shards / "test").mkdir(parents=True)
+    (shards / "test" / "mine.mp4").write_bytes(b"a user's video")
+    with pytest.raises(CorpusError, match="packaging did not write"):
+        preprocessing.preprocess(synthetic_corpus, "lrs3", shards, workers=0, progress=False)
+    assert (shards / "test" / "mine.mp4").read_bytes() == b"a user's video"
+    assert not (shards / "manifest.jsonl").exists(), "refused before any work"
+
+    for split in ("train", "val", "test"):  # what packaging wrote carries its marker and is replaced on a rerun
+        assert (synthetic_shards / split / packaging.PACKAGED_MARKER).is_file()
+    legacy = tmp_path / "legacy"
+    shutil.copytree(synthetic_shards, legacy)
+    for marker in legacy.glob(f"*/{packaging.PACKAGED_MARKER}"):
+        marker.unlink()  # shards packaged before the marker hold LitData's files alone: still replaced
+    packaging._package_split(legacy, "test", json.loads((legacy / "index.json").read_text())["splits"]["test"])
+    assert (legacy / "test" / packaging.PACKAGED_MARKER).is_file()

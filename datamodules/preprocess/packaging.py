@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from datamodules import face
 from datamodules.audio import MEL_BINS, MELS_PER_FRAME
-from datamodules.corpus import SPLITS, Clip, discover
+from datamodules.corpus import SPLITS, Clip, CorpusError, discover
 from datamodules.media import FPS, SAMPLE_RATE
 from datamodules.pool import imap_surviving
 from datamodules.preprocess.clip import ClipSkipped, process_clip
@@ -23,6 +23,8 @@ from datamodules.statistics import read_record_storing_sums, train_statistics
 
 MAX_CHUNK_BYTES = 64_000_000  # LitData's usual chunk size for streaming from object storage
 MIN_CHUNKS = 64  # per split, so that shuffling deals other clips to each loader worker and rank every epoch
+PACKAGED_MARKER = ".packaged-split"  # written into each split folder packaging makes; only such folders are replaced
+LITDATA_FILE_PATTERNS = ("index.json", "chunk-*.bin")  # what a split packaged before the marker holds
 
 
 def _record_path(shards: Path, clip_id: str) -> Path:
@@ -115,12 +117,35 @@ def _packaged_clips_per_chunk(shards: Path, split: str) -> int | None:
     return json.loads(index.read_text())["config"].get("chunk_size") if index.exists() else None
 
 
+def _written_by_packaging(folder: Path) -> bool:
+    """Whether ``folder`` is a split that packaging wrote: it holds the marker, or (packaged before the marker was
+    written) LitData's index and chunks and nothing else."""
+    if (folder / PACKAGED_MARKER).is_file():
+        return True
+    entries = list(folder.iterdir())
+    return all(entry.is_file() and any(entry.match(pattern) for pattern in LITDATA_FILE_PATTERNS) for entry in entries)
+
+
+def _refuse_foreign_folder(target: Path) -> None:
+    """A split folder that packaging did not write is never replaced: one CorpusError sentence instead."""
+    if target.exists() and not (target.is_dir() and _written_by_packaging(target)):
+        raise CorpusError(
+            f"{target} holds files that packaging did not write; choose another SHARDS folder or move them away."
+        )
+
+
+def _remove_packaged_split(target: Path) -> None:
+    """Removes the split folder ``target`` that packaging wrote; any other folder there is refused, never deleted."""
+    _refuse_foreign_folder(target)
+    shutil.rmtree(target, ignore_errors=True)
+
+
 def _package_split(shards: Path, split: str, clip_ids: list[str]) -> None:
     """Writes the LitData dataset of one split from the stored records, replacing the old one at the end."""
     target = shards / split
     staging = shards / f".{split}.partial"
     shutil.rmtree(staging, ignore_errors=True)
-    shutil.rmtree(target, ignore_errors=True)
+    _remove_packaged_split(target)
     if not clip_ids:
         return
     paths = [_record_path(shards, clip_id) for clip_id in clip_ids]
@@ -136,6 +161,7 @@ def _package_split(shards: Path, split: str, clip_ids: list[str]) -> None:
         # Packaging only unpickles records: forking is safe here and saves seconds of interpreter start-up.
         start_method="fork" if "fork" in multiprocessing.get_all_start_methods() else None,
     )
+    (staging / PACKAGED_MARKER).write_text(f"{split}\n")
     os.replace(staging, target)
 
 
@@ -159,6 +185,19 @@ def _forget_another_generated_corpus(raw: str | Path, shards: Path, manifest: di
     return manifest
 
 
+def _check_output(raw: str | Path, shards: Path) -> None:
+    """Refuses, before any work, shards that would replace files packaging did not write: shards inside the corpus
+    or the corpus inside the shards, or a split folder there that packaging did not make."""
+    corpus, output = Path(raw).resolve(), shards.resolve()
+    if corpus == output or corpus in output.parents or output in corpus.parents:
+        raise CorpusError(
+            f"The shards folder {shards} and the corpus folder {raw} overlap; packaging would replace the corpus's "
+            "own files, so choose a SHARDS folder outside RAW (and RAW outside SHARDS)."
+        )
+    for split in SPLITS:
+        _refuse_foreign_folder(shards / split)
+
+
 def preprocess(
     raw: str | Path, layout: str, shards: str | Path, workers: int = 2, val_fraction: float = 0.1, progress=True
 ) -> dict:
@@ -168,6 +207,7 @@ def preprocess(
     ``workers=0`` processes in this process (for debugging).
     """
     shards = Path(shards)
+    _check_output(raw, shards)
     clips = discover(raw, layout, val_fraction)
     shards.mkdir(parents=True, exist_ok=True)
     manifest = _forget_another_generated_corpus(raw, shards, read_manifest(shards))

@@ -44,7 +44,8 @@ class MixtureDensityHead(nn.Module):
     ``concat(content, speaker, reference) -> ReLU -> Linear(hidden) -> ReLU -> dropout`` feeds three heads:
     ``M`` means of ``points_dim + pose_dim`` (the landmark part is an offset from the reference), one sigma
     per component (ELU + 1, clamped) and ``M`` mixture logits. The ReLU after the hidden layer keeps it from
-    folding into the linear heads.
+    folding into the linear heads. ``closure``: a fourth head, the logit of each frame's lips being closed
+    (not in the published model; ``LandmarkMDN`` trains it and closes the decoded lips with it).
     """
 
     def __init__(
@@ -58,6 +59,7 @@ class MixtureDensityHead(nn.Module):
         dropout: float = 0.2,
         sigma_min: float = 0.01,
         sigma_max: float = 10.0,
+        closure: bool = False,
     ):
         super().__init__()
         self.points_dim, self.components = points_dim, components
@@ -70,6 +72,7 @@ class MixtureDensityHead(nn.Module):
         self.means = nn.Linear(hidden_dim, components * self.out_dim)
         self.sigmas = nn.Linear(hidden_dim, components)
         self.logits = nn.Linear(hidden_dim, components)
+        self.closure = nn.Linear(hidden_dim, 1) if closure else None
 
     def forward(
         self,
@@ -78,7 +81,8 @@ class MixtureDensityHead(nn.Module):
         reference: torch.Tensor,
         encoder_reference: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """``[B, T, D]`` twice and ``[B, points_dim]`` -> ``means [B, T, M, out]``, ``sigmas``, ``logits [B, T, M]``.
+        """``[B, T, D]`` twice and ``[B, points_dim]`` -> ``means [B, T, M, out]``, ``sigmas``, ``logits [B, T, M]``
+        (and ``closure_logits [B, T]`` with the closure head).
 
         ``encoder_reference`` (default ``reference``) is what the reference encoder sees; the offset of the
         means is always ``reference`` itself."""
@@ -89,4 +93,7 @@ class MixtureDensityHead(nn.Module):
         means = rearrange(self.means(hidden), "b t (m d) -> b t m d", m=self.components).float()
         offset = F.pad(reference.float(), (0, self.out_dim - self.points_dim))[:, None, None]  # [B, 1, 1, out]
         sigmas = (F.elu(self.sigmas(hidden).float()) + 1).clamp(self.sigma_min, self.sigma_max)
-        return {"means": means + offset, "sigmas": sigmas, "logits": self.logits(hidden).float()}
+        outputs = {"means": means + offset, "sigmas": sigmas, "logits": self.logits(hidden).float()}
+        if self.closure is not None:
+            outputs["closure_logits"] = self.closure(hidden).float().squeeze(-1)
+        return outputs
