@@ -17,6 +17,7 @@ import argparse
 import json
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -57,11 +58,10 @@ def evaluate_pair(
     return row
 
 
-def real_rows(split: str, models: dict, videos: Path, scratch: Path) -> list[dict]:
-    """One row per photo x recording of ``split`` of the real-speech set."""
+def real_rows(split: str, models: dict, videos: Path, scratch: Path) -> Iterator[dict]:
+    """One row per photo x recording of ``split`` of the real-speech set, as each is measured."""
     recordings = [(item, locate(item)) for item in items("speech", split)]
     photos = [(item, locate(item)) for item in items("photo", split)]
-    rows = []
     for recording, path in recordings:
         audio = read_audio(path)
         stop = len(audio) if recording.end is None else int(recording.end * SAMPLE_RATE)
@@ -71,19 +71,17 @@ def real_rows(split: str, models: dict, videos: Path, scratch: Path) -> list[dic
         for photo, image in photos:
             print(f"Generating {photo.name} saying {recording.name}", flush=True)
             row = evaluate_pair(image, audio, phones, videos / f"{photo.name}--{recording.name}.mp4", models, scratch)
-            rows.append({"video": f"{photo.name}--{recording.name}", "photo": photo.name, "recording": recording.name,
-                         "kind": "real", "phones": aligner, **row})  # fmt: skip
-    return rows
+            yield {"video": f"{photo.name}--{recording.name}", "photo": photo.name, "recording": recording.name,
+                   "kind": "real", "phones": aligner, **row}  # fmt: skip
 
 
-def corpus_rows(corpus: Path, clips: int, models: dict, videos: Path, scratch: Path) -> list[dict]:
+def corpus_rows(corpus: Path, clips: int, models: dict, videos: Path, scratch: Path) -> Iterator[dict]:
     """One row per held-out TTS clip (the corpus's test split, speakers taken in turn): its first frame saying
     its own audio, against its sidecar's phones and its true video."""
     by_speaker: dict[str, list[Path]] = {}
     for clip in sorted((corpus / "test").rglob("*.mp4")):
         by_speaker.setdefault(clip.parent.name, []).append(clip)
     chosen = [clip for group in zip(*by_speaker.values(), strict=False) for clip in group][:clips]
-    rows = []
     for clip in chosen:
         sidecar = json.loads(clip.with_name(f"{clip.stem}.truth.json").read_text())
         phones = [tuple(phone) for phone in sidecar["phonemes"]]
@@ -93,9 +91,7 @@ def corpus_rows(corpus: Path, clips: int, models: dict, videos: Path, scratch: P
         name = f"{clip.parent.name}-{clip.stem}"
         print(f"Generating corpus clip {name}", flush=True)
         row = evaluate_pair(image, audio, phones, videos / f"{name}.mp4", models, scratch, truth=clip)
-        rows.append({"video": name, "photo": "first frame", "recording": name, "kind": "corpus",
-                     "phones": "sidecar", **row})  # fmt: skip
-    return rows
+        yield {"video": name, "photo": "first frame", "recording": name, "kind": "corpus", "phones": "sidecar", **row}
 
 
 def means(rows: list[dict]) -> dict[str, dict[str, float]]:
@@ -161,13 +157,19 @@ def run(options: argparse.Namespace) -> Path:
     corpus = Path(options.corpus)
     if options.corpus_clips and corpus == Path(DEFAULT_OUT):
         ensure_default_corpus(corpus)
-    with tempfile.TemporaryDirectory(prefix="macl-real-") as scratch:
-        rows = real_rows(options.split, models, videos, Path(scratch))
-        if options.corpus_clips:
-            rows += corpus_rows(corpus, options.corpus_clips, models, videos, Path(scratch))
     header = {"split": options.split, "mdn": options.mdn, "renderer": options.renderer, "commit": commit(),
               "corpus": f"{options.corpus_clips} test clips of {corpus}", "videos": str(videos)}  # fmt: skip
-    return write_report(options.name, Path(options.out), header, rows)
+    rows: list[dict] = []
+    path = Path(options.out) / f"{options.name}.json"
+    with tempfile.TemporaryDirectory(prefix="macl-real-") as scratch:
+        sources = [real_rows(options.split, models, videos, Path(scratch))]
+        if options.corpus_clips:
+            sources.append(corpus_rows(corpus, options.corpus_clips, models, videos, Path(scratch)))
+        for source in sources:
+            for row in source:  # the report is rewritten after each video, so a stopped run keeps what it measured
+                rows.append(row)
+                path = write_report(options.name, Path(options.out), header, rows)
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
