@@ -91,7 +91,7 @@ def decode(
 
 UPPER_OUTER_LIP, LOWER_OUTER_LIP = [49, 50, 51, 52, 53], [55, 56, 57, 58, 59]
 INNER_PAIRS = ([61, 62, 63], [67, 66, 65])  # upper and lower inner-lip points facing each other
-CLOSURE_RAMP = (0.35, 0.65)  # closure probability from which the lips start to close, and are fully closed
+CLOSURE_RAMP = (0.2, 0.45)  # closure probability from which the lips start to close, and are fully closed (dev set)
 
 
 def close_lips(registered: torch.Tensor, closure_probability: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ def open_faces(gaps: list[float]) -> torch.Tensor:
 
 def test_closing_the_lips_follows_the_probability_ramp_and_keeps_their_thickness():
     faces = open_faces([0.2, 0.2, 0.2, 0.2])
-    closed = close_lips(faces, torch.tensor([0.0, 0.35, 0.5, 0.9]))
+    closed = close_lips(faces, torch.tensor([0.0, 0.2, 0.325, 0.9]))  # the ramp runs from 0.2 to 0.45
     gap = float(mouth_opening(faces[0]))  # the canonical face's own gap and 0.2
     expected = torch.tensor([gap, gap, gap / 2, 0.0])
     torch.testing.assert_close(mouth_opening(closed), expected, atol=1e-5, rtol=0)
