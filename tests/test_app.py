@@ -107,6 +107,18 @@ def test_the_pages_own_limits_are_one_sentence(studio, inputs):
     assert list(studio.folder.iterdir()) == []
 
 
+def test_page_fields_that_are_not_numbers_are_one_sentence():
+    from experiments.app import _number
+
+    assert _number("3", "seed", whole=True) == 3 and _number(2.0, "seed", whole=True) == 2 and _number(1.5, "x") == 1.5
+    with pytest.raises(generation.GenerationError, match=r"^The seed must be a whole number, got 'abc'\.$"):
+        _number("abc", "seed", whole=True)
+    with pytest.raises(generation.GenerationError, match=r"^The seed must be a whole number, got 2\.5\.$"):
+        _number(2.5, "seed", whole=True)
+    with pytest.raises(generation.GenerationError, match=r"^The lip gain must be a number, got None\.$"):
+        _number(None, "lip gain")
+
+
 def test_without_models_the_page_says_to_run_make_demo_and_takes_no_job(tmp_path, inputs):
     import gradio as gr
 
