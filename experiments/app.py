@@ -16,6 +16,7 @@ run ``make demo`` and takes no job. The API: ``/generate``, as ``gradio_client``
 import argparse
 import contextlib
 import html
+import math
 import os
 import shutil
 import signal
@@ -108,15 +109,15 @@ class Studio:
         return paths, notes
 
 
-def _whole(value, name: str) -> int:
-    """``value`` (a page or API field) as an int, or a GenerationError naming the field."""
+def _number(value, name: str, whole: bool = False) -> float:
+    """``value`` (a page or API field) as a number, an int when ``whole``; else a GenerationError naming the field."""
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise GenerationError(f"The {name} must be a whole number, got {value!r}.") from None
-    if not number.is_integer():
-        raise GenerationError(f"The {name} must be a whole number, got {value!r}.")
-    return int(number)
+        number = math.nan
+    if math.isnan(number) or (whole and not number.is_integer()):
+        raise GenerationError(f"The {name} must be a {'whole ' if whole else ''}number, got {value!r}.")
+    return int(number) if whole else number
 
 
 def _uploaded(payload) -> tuple[str | None, str | None]:
@@ -138,8 +139,9 @@ def build_page(studio: Studio):
         # uploaded and every bad input is answered by generation's own sentence, not by Gradio's decoder.
         (image_path, image_name), (audio_path, audio_name) = _uploaded(image), _uploaded(audio)
         try:
-            paths, notes = studio.make_video(image_path, audio_path, str(mode), _whole(samples, "number of samples"),
-                                             _whole(seed, "seed"), float(lip_gain), progress=True)  # fmt: skip
+            count, first_seed = _number(samples, "number of samples", whole=True), _number(seed, "seed", whole=True)
+            paths, notes = studio.make_video(image_path, audio_path, str(mode), count, first_seed,
+                                             _number(lip_gain, "lip gain"), progress=True)  # fmt: skip
         except INPUT_ERRORS as error:
             message = str(error)
             for path, name in ((image_path, image_name), (audio_path, audio_name)):

@@ -107,6 +107,18 @@ def test_the_pages_own_limits_are_one_sentence(studio, inputs):
     assert list(studio.folder.iterdir()) == []
 
 
+def test_page_fields_that_are_not_numbers_are_one_sentence():
+    from experiments.app import _number
+
+    assert _number("3", "seed", whole=True) == 3 and _number(2.0, "seed", whole=True) == 2 and _number(1.5, "x") == 1.5
+    with pytest.raises(generation.GenerationError, match=r"^The seed must be a whole number, got 'abc'\.$"):
+        _number("abc", "seed", whole=True)
+    with pytest.raises(generation.GenerationError, match=r"^The seed must be a whole number, got 2\.5\.$"):
+        _number(2.5, "seed", whole=True)
+    with pytest.raises(generation.GenerationError, match=r"^The lip gain must be a number, got None\.$"):
+        _number(None, "lip gain")
+
+
 def test_without_models_the_page_says_to_run_make_demo_and_takes_no_job(tmp_path, inputs):
     import gradio as gr
 
@@ -139,13 +151,15 @@ def test_two_api_calls_at_once_give_each_its_own_video(studio, inputs, tmp_path,
     monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
     page = start(studio, port=_free_port(), jobs=2, block=False)
     try:
-        client = Client(page.local_url, verbose=False, download_files=tmp_path)
+        client = Client(page.local_url, verbose=False, download_files=False)
         calls = [("face.png", "other.wav", 0), ("group.jpg", "speech.wav", 0)]
         with ThreadPoolExecutor(2) as pool:  # both submitted before either finishes
             jobs = [client.submit(handle_file(inputs[image]), handle_file(inputs[audio]), "max", 1, seed, 1.5,
                                   api_name="/generate") for image, audio, seed in calls]  # fmt: skip
             results = list(pool.map(lambda job: job.result(timeout=300), jobs))
-        for (image, audio, _), (video, videos, notes) in zip(calls, results, strict=True):
+        for k, ((image, audio, _), (served, videos, notes)) in enumerate(zip(calls, results, strict=True)):
+            video = tmp_path / f"{k}.mp4"  # fetched after both jobs ended: neither may have overwritten the other
+            urllib.request.urlretrieve(served["url"], video)
             frames = read_video(video).astype(int)
             expected = studio.make_video(inputs[image], inputs[audio])[0][0]
             assert frames.shape == read_video(expected).shape and np.abs(frames - read_video(expected)).mean() < 0.5
