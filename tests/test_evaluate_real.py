@@ -14,7 +14,6 @@ from experiments import evaluate_real
 from experiments.evaluation import real_data
 from experiments.evaluation.phones import AlignmentError, align_phones
 from experiments.evaluation.real_data import Item, MissingDataError, locate
-from tests.test_generate import tiny_runs  # noqa: F401  (the fixture)
 
 
 def test_a_missing_item_names_the_package_to_install():
@@ -37,7 +36,7 @@ def test_the_set_keeps_reserved_data_out_and_has_both_parts():
 
 
 @pytest.mark.slow  # the whole chain twice and MediaPipe on every variant: over a minute on 2 busy cores
-def test_evaluate_real_writes_every_variant(tmp_path, monkeypatch, tiny_runs, synthetic_corpus, capsys):  # noqa: F811
+def test_evaluate_real_writes_every_variant(tmp_path, monkeypatch, tiny_runs, synthetic_corpus, capsys):
     photo = tmp_path / "face.png"
     Image.fromarray(data.astronaut()[:300, 100:400]).save(photo)
     clip = sorted((synthetic_corpus / "trainval").rglob("*.mp4"))[0]
