@@ -315,8 +315,8 @@ def test_a_short_fit_on_the_session_corpus_learns_sync_that_holds_on_held_out_sp
     """Shards of real photos speaking TTS speech (the session corpus: MediaPipe landmarks, mouth crops, mel
     windows) through SFEDataModule into SFEPretraining: after a short fit on the training speaker's two clips,
     the held-out clips' sync top-1 (val and test splits) beats the same model's with time-shuffled audio by
-    SYNC_MARGIN. Seed 0 measured sync 0.203 against 0.116 shuffled (margin 0.087). Marked slow until the margin
-    is measured over five seeds (issue 24); it is meant for the default suite."""
+    SYNC_MARGIN. Not yet robust, so marked slow: seeds 0-4 gave margins 0.087, -0.009, 0.066, -0.163 and 0.041
+    (sync 0.203, 0.094, 0.156, 0.031, 0.156); two people in two clips are too little for this fit (issue 24)."""
     figures = short_fit_on_session_shards(synthetic_shards, seed=0)
     assert figures["sync"] >= figures["shuffled"] + SYNC_MARGIN, figures
 
