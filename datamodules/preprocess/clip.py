@@ -11,7 +11,7 @@ from datamodules.media import FPS, SAMPLE_RATE, MediaError, non_finite_audio, op
 
 MIN_SECONDS = 1.0
 SILENCE_PEAK = 1e-4  # audio whose absolute peak stays below this is silent
-KEPT_FRAMES_BYTES = 512 << 20  # decoded frames a clip keeps between its two passes (1080p: about 3 s)
+KEPT_FRAMES_BYTES = 100 << 20  # decoded frames a clip keeps between its two passes (256x256: 20 s; 720p: 1.5 s)
 RECORD_KEYS = (
     "clip",  # str, clip id
     "speaker",  # str
