@@ -138,17 +138,19 @@ def build_page(studio: Studio):
         # Gradio's preprocessing is off (preprocess=False), so that the photo and the speech reach generation as
         # uploaded and every bad input is answered by generation's own sentence, not by Gradio's decoder.
         (image_path, image_name), (audio_path, audio_name) = _uploaded(image), _uploaded(audio)
+
+        def named(text: str) -> str:  # the uploads' temporary paths replaced by the visitor's own file names
+            for path, name in ((image_path, image_name), (audio_path, audio_name)):
+                text = text.replace(str(path), name) if path and name else text
+            return text
+
         try:
             count, first_seed = _number(samples, "number of samples", whole=True), _number(seed, "seed", whole=True)
             paths, notes = studio.make_video(image_path, audio_path, str(mode), count, first_seed,
                                              _number(lip_gain, "lip gain"), progress=True)  # fmt: skip
         except INPUT_ERRORS as error:
-            message = str(error)
-            for path, name in ((image_path, image_name), (audio_path, audio_name)):
-                if path and name:
-                    message = message.replace(str(path), name)
-            raise gr.Error(message, duration=None, print_exception=False) from None
-        text = "\n".join(f"- {note}" for note in notes) or "The face was found; nothing to note."
+            raise gr.Error(named(str(error)), duration=None, print_exception=False) from None
+        text = "\n".join(f"- {named(note)}" for note in notes) or "The face was found; nothing to note."
         return str(paths[0]), [str(path) for path in paths], text
 
     with gr.Blocks(title="MACL talking head", analytics_enabled=False, delete_cache=(600, CACHE_AGE)) as page:

@@ -164,7 +164,7 @@ def test_two_api_calls_at_once_give_each_its_own_video(studio, inputs, tmp_path,
             expected = studio.make_video(inputs[image], inputs[audio])[0][0]
             assert frames.shape == read_video(expected).shape and np.abs(frames - read_video(expected)).mean() < 0.5
             assert abs(probe(video).duration - soundfile.info(str(inputs[audio])).duration) <= 0.08
-            assert len(videos) == 1 and ("Found 2 faces" in notes) == (image == "group.jpg")
+            assert len(videos) == 1 and ("Found 2 faces in group.jpg;" in notes) == (image == "group.jpg")
         with pytest.raises(AppError, match=r"No face was found in coffee\.png; use a photo with a clearly visible"):
             client.predict(handle_file(inputs["coffee.png"]), handle_file(inputs["speech.wav"]), api_name="/generate")
     finally:
