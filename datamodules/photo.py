@@ -31,9 +31,10 @@ SMALL_FACE_PIXELS = 100  # a face whose landmark box is at most this wide or tal
 MAX_SIDE = 1920  # larger photos are scaled down to this longer side (the output video's frame)
 MIN_SIDE = 32  # smaller photos are refused: the face detector needs a picture, and a face under 32 px is no face
 MAX_PIXELS = 8000 * 8000  # larger photos are refused: decoding 8000x8000 takes 1.8 GB, and it is scaled down anyway
-# Below this detector confidence a face gets a warning: photos of people scored 0.79 to 0.96 (the embedded corpus's
-# base photos, darkened, blurred, greyscale, rotated, JPEG quality 10), faces of 25 px upsampled 0.59 to 0.73.
-LOW_CONFIDENCE = 0.75
+# Below this detector confidence a face gets a warning: photos of people scored 0.70 to 0.96 (the embedded corpus's
+# base photos, darkened, blurred, greyscale, rotated, JPEG quality 10; matplotlib's Grace Hopper portrait 0.70),
+# faces of 25 px upsampled 0.59 to 0.73 (those are warned as small faces too).
+LOW_CONFIDENCE = 0.65
 # A face crop with more than this share of flat pixels (3x3 standard deviation under FLAT_STD grey levels) is taken
 # for a drawing: photos scored 0.001 to 0.24 (the same set), drawn cartoon faces 0.78 to 0.92 (also as JPEG).
 DRAWN_SHARE = 0.5

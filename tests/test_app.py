@@ -60,8 +60,9 @@ def test_a_job_is_generate_on_the_loaded_models_with_the_photos_notes(studio, in
     info = probe(paths[0])
     assert info.has_audio and (info.width, info.height, info.fps) == (800, 600, 25.0)
     assert abs(info.duration - 1.2) <= 0.08
-    assert len(notes) == 2 and "Found 2 faces" in notes[0] and "largest" in notes[0]
-    assert notes[1].startswith("warning: The face in") and "small" in notes[1]  # as the command line prints them
+    assert len(notes) == 3 and "Found 2 faces" in notes[0] and "largest" in notes[0]
+    assert "confidence" in notes[1]  # the face detector's, as the command line prints it
+    assert notes[2].startswith("warning: The face in") and "small" in notes[2]
     alone = generation.generate(inputs["group.jpg"], inputs["speech.wav"], tmp_path / "alone.mp4",
                                 mdn=tiny_runs["mdn"], renderer=tiny_runs["renderer"], progress=False)[0]  # fmt: skip
     page, command_line = read_video(paths[0]).astype(int), read_video(alone).astype(int)
