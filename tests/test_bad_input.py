@@ -29,6 +29,7 @@ from datamodules.preprocess import clip as clip_processing
 from datamodules.shards import ShardsError, read_index
 from datamodules.state_files import write_atomically
 from experiments import generate as generation
+from experiments.generation.compositing import identity_grid
 from lightning_modules.checkpoints import CheckpointError
 
 
@@ -164,6 +165,11 @@ class StillModels:
     class Faces(torch.nn.Module):
         def render(self, crop, crop_landmarks, targets):
             return crop
+
+        def motion(self, crop, crop_landmarks, targets):
+            """No motion and no paint: the photo as it is."""
+            size = crop.shape[-1]
+            return {"grid": identity_grid(size).expand(len(crop), -1, -1, -1), "paint": torch.zeros_like(crop)}
 
     @classmethod
     def load(cls, mdn, renderer) -> generation.Models:
@@ -337,10 +343,12 @@ def test_a_corrupt_metrics_json_in_a_run_folder_is_one_sentence(tmp_path, capsys
     (run / "checkpoints").mkdir(parents=True)
     (run / "checkpoints" / "last.ckpt").write_bytes(b"x")
     (run / "metrics.json").write_text(content)
-    with pytest.raises(CheckpointError, match=r"metrics\.json is corrupt \(not the JSON object a run writes\); del"):
+    with pytest.raises(
+        CheckpointError, match=r"metrics\.json (is not valid JSON|holds a \w+, not a record of the run)"
+    ):
         generation.resolve_checkpoint(run, "mdn")
     code, error = run_generate(capsys, {**inputs, "mdn": run, "out": tmp_path / "video.mp4"})
-    assert code == 1 and "delete it to use the run's checkpoints/last.ckpt" in one_error_line(error)
+    assert code == 1 and f"delete it to use {run / 'checkpoints' / 'last.ckpt'}" in one_error_line(error)
 
 
 @pytest.fixture
