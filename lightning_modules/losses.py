@@ -30,26 +30,22 @@ class InfoNCEOutput:
 
 
 class ScaledCosine(nn.Module):
-    """Cosine similarity times a learnable scale ``w`` (init 10), the inverse temperature of the InfoNCE.
+    """Cosine similarity times a learnable scale ``w`` plus a learnable bias ``b`` (init 10 and -5).
 
-    The published method adds a learnable bias (init -5) too; under a softmax cross-entropy a bias shared by
-    every logit cancels (its gradient is always 0), so it is left out. Checkpoints that still carry it load:
-    the constant is dropped on the way in.
+    As in the published method; under a softmax cross-entropy the shared bias cancels (its gradient is 0),
+    only the scale (the inverse temperature) shapes the loss.
     """
 
-    def __init__(self, scale: float = 10.0):
+    def __init__(self, scale: float = 10.0, bias: float = -5.0):
         super().__init__()
         self.scale = nn.Parameter(torch.tensor(scale))
+        self.bias = nn.Parameter(torch.tensor(bias))
 
     def forward(self, queries: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         """``[..., N, D]`` and ``[..., M, D]`` -> logits ``[..., N, M]``, computed in float32."""
         queries = F.normalize(queries.float(), dim=-1)
         candidates = F.normalize(candidates.float(), dim=-1)
-        return self.scale * queries @ candidates.transpose(-1, -2)
-
-    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args) -> None:
-        state_dict.pop(prefix + "bias", None)  # the cancelling bias of checkpoints written before it was removed
-        super()._load_from_state_dict(state_dict, prefix, *args)
+        return self.scale * queries @ candidates.transpose(-1, -2) + self.bias
 
 
 class SyncInfoNCE(nn.Module):

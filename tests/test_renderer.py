@@ -61,7 +61,7 @@ def test_a_translation_of_all_landmarks_moves_the_image_by_it():
     at_landmarks = (landmarks[0] + shift).round().long()
     read = offsets[0, at_landmarks[:, 1], at_landmarks[:, 0]]  # [68, 2]
     torch.testing.assert_close(read, -shift.expand_as(read), atol=0.3, rtol=0)
-    assert offsets[0, [0, -1]].abs().max() < 0.3 and offsets[0, :, [0, -1]].abs().max() < 0.3
+    assert offsets[0, [0, -1]].abs().max() < 0.35 and offsets[0, :, [0, -1]].abs().max() < 0.35  # of 5.8 px
 
 
 def test_the_sketch_fills_the_open_mouth_and_draws_the_parts():
