@@ -84,8 +84,11 @@ def load_models() -> tuple[Models, str]:
 
 def eager(models: Models) -> Models:
     """The same models with the refinement in eager PyTorch (generation before ONNX Runtime)."""
-    renderer = copy.deepcopy(models.renderer)
-    renderer.net.runtime = None
+    runtime, models.renderer.net.runtime = models.renderer.net.runtime, None  # an ONNX Runtime session: no copy
+    try:
+        renderer = copy.deepcopy(models.renderer)
+    finally:
+        models.renderer.net.runtime = runtime
     return Models(models.mdn, renderer)
 
 
