@@ -8,25 +8,12 @@ import pytest
 import torch
 from jsonargparse import Namespace
 
-from experiments.cli import MACLCLI, RUN_NAME_ENV, RunError, main, run_directory
+from experiments.cli import RUN_NAME_ENV, ParseOnlyCLI, RunError, main, run_directory
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 TOY = str(ROOT / "tests" / "toy.yaml")
 BASE = ["--config", str(CONF / "base.yaml")]
-
-
-class ParseOnlyCLI(MACLCLI):
-    """Parses and validates a config against the classes' signatures without building anything."""
-
-    def before_instantiate_classes(self) -> None:
-        pass
-
-    def instantiate_classes(self) -> None:
-        pass
-
-    def after_instantiate_classes(self) -> None:
-        pass
 
 
 def parse(*args: str):

@@ -25,7 +25,7 @@ run that cannot start leaves no run folder. ``--config conf/...`` is found from 
 
 from experiments.cli.checkpointing import RunModelCheckpoint
 from experiments.cli.errors import RunError
-from experiments.cli.lightning_cli import MACLCLI, main, resolved_config
+from experiments.cli.lightning_cli import MACLCLI, ParseOnlyCLI, main, resolved_config
 from experiments.cli.project_files import project_file
 from experiments.cli.recorder import RunRecorder
 from experiments.cli.resume import config_changes
@@ -35,6 +35,7 @@ from experiments.cli.wandb_login import wandb_logged_in
 
 __all__ = [
     "MACLCLI",
+    "ParseOnlyCLI",
     "RUN_NAME_ENV",
     "RunError",
     "RunModelCheckpoint",

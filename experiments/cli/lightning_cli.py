@@ -113,7 +113,7 @@ def _cause(error: BaseException, kinds: tuple[type[Exception], ...]) -> BaseExce
     return None
 
 
-class _ParseOnlyCLI(MACLCLI):
+class ParseOnlyCLI(MACLCLI):
     """Parses and checks a config against the classes' signatures and builds nothing."""
 
     def before_instantiate_classes(self) -> None:
@@ -129,7 +129,7 @@ class _ParseOnlyCLI(MACLCLI):
 def resolved_config(args: list[str]) -> dict:
     """The whole config that ``fit`` with ``args`` would run (every default filled in), as plain data; nothing is
     built. Config files are found as :func:`main` finds them."""
-    cli = _ParseOnlyCLI(args=with_project_configs(args), run=False, parser_kwargs={"exit_on_error": False})
+    cli = ParseOnlyCLI(args=with_project_configs(args), run=False, parser_kwargs={"exit_on_error": False})
     return yaml.safe_load(cli.parser.dump(cli.config, skip_none=False))
 
 
