@@ -31,6 +31,7 @@ from lightning_modules.metrics import (
 from lightning_modules.nets.mdn import MixtureDensityHead, phase_features
 
 STAGE = "mdn"
+MIXTURE_KEYS = ("means", "sigmas", "logits")  # the mixture itself; the closure head's logits ride beside it
 EXPECTED = "an MDN checkpoint (written by lightning_modules.mdn.LandmarkMDN)"
 
 
@@ -184,7 +185,7 @@ class LandmarkMDN(LightningModule):
         ``smoothing`` and ``temperature`` default to the model's."""
         generator = torch.Generator().manual_seed(seed)
         temperature = self.hparams.sample_temperature if temperature is None else temperature
-        components = {name: mixture[name] for name in ("means", "sigmas", "logits")}
+        components = {name: mixture[name] for name in MIXTURE_KEYS}
         vectors = decode(**components, mode=mode, samples=samples, generator=generator,
                          correlation_frames=self.hparams.sample_correlation_frames,
                          temperature=temperature)  # fmt: skip
@@ -226,7 +227,7 @@ class LandmarkMDN(LightningModule):
         opening = mouth_opening(batch["registered"])
         weights = landmark_weights(opening, POSE_DIM, self.hparams.lip_weight, self.hparams.closed_weight,
                                    self.hparams.closed_opening)  # fmt: skip
-        components = {name: mixture[name] for name in ("means", "sigmas", "logits")}
+        components = {name: mixture[name] for name in MIXTURE_KEYS}
         loss = self.mixture_nll(**components, target=target, weights=weights, mask=batch["mask"])
         batch_size = batch["audio"].shape[0]
         mixture_weights = mixture["logits"].detach().softmax(-1)  # [B, T, M]
