@@ -5,7 +5,8 @@
 
 Generates (with :func:`experiments.generate.generate`) a video of every photo of the real-speech set's part
 (:mod:`experiments.evaluation.real_data`) saying every recording of it, and of the first frame of held-out TTS
-clips of the embedded corpus (its test split) saying their own audio; measures each with
+clips of the embedded corpus saying their own audio (speakers no stage trained on: its val split with ``dev``, its
+test split with ``held-out``); measures each with
 :mod:`experiments.evaluation.closure` (closure ratio, r(mouth, energy), face share) against the recording's phones
 (pocketsphinx) or the clip's sidecar, beside two baselines, the photo repeated (a static face) and the video's
 mouth shuffled in time against the speech (blocks of 200 ms: the chance level of the same motion), and, for corpus
@@ -24,6 +25,7 @@ import numpy as np
 import soundfile
 from PIL import Image
 
+from datamodules.corpus import discover
 from datamodules.face import NoFaceError
 from datamodules.media import SAMPLE_RATE, MediaError, read_audio, read_clip, read_video
 from datamodules.photo import PhotoError, load_photo
@@ -75,12 +77,17 @@ def real_rows(split: str, models: dict, videos: Path, scratch: Path) -> Iterator
                    "kind": "real", "phones": aligner, **row}  # fmt: skip
 
 
-def corpus_rows(corpus: Path, clips: int, models: dict, videos: Path, scratch: Path) -> Iterator[dict]:
-    """One row per held-out TTS clip (the corpus's test split, speakers taken in turn): its first frame saying
-    its own audio, against its sidecar's phones and its true video."""
+CORPUS_SPLITS = {"dev": "val", "held-out": "test"}  # TTS speakers no stage trained on: val to tune on, test to judge
+
+
+def corpus_rows(corpus: Path, split: str, clips: int, models: dict, videos: Path, scratch: Path) -> Iterator[dict]:
+    """One row per TTS clip of speakers no stage trained on (the corpus's val split for ``dev``, its test split for
+    ``held-out``; speakers taken in turn): its first frame saying its own audio, against its sidecar's phones and
+    its true video."""
     by_speaker: dict[str, list[Path]] = {}
-    for clip in sorted((corpus / "test").rglob("*.mp4")):
-        by_speaker.setdefault(clip.parent.name, []).append(clip)
+    for clip in discover(corpus, "lrs3"):
+        if clip.split == CORPUS_SPLITS[split]:
+            by_speaker.setdefault(clip.speaker, []).append(clip.path)
     chosen = [clip for group in zip(*by_speaker.values(), strict=False) for clip in group][:clips]
     for clip in chosen:
         sidecar = json.loads(clip.with_name(f"{clip.stem}.truth.json").read_text())
@@ -157,14 +164,15 @@ def run(options: argparse.Namespace) -> Path:
     corpus = Path(options.corpus)
     if options.corpus_clips and corpus == Path(DEFAULT_OUT):
         ensure_default_corpus(corpus)
+    clips = f"{options.corpus_clips} {CORPUS_SPLITS[options.split]} clips of {corpus}"
     header = {"split": options.split, "mdn": options.mdn, "renderer": options.renderer, "commit": commit(),
-              "corpus": f"{options.corpus_clips} test clips of {corpus}", "videos": str(videos)}  # fmt: skip
+              "corpus": clips, "videos": str(videos)}  # fmt: skip
     rows: list[dict] = []
     path = Path(options.out) / f"{options.name}.json"
     with tempfile.TemporaryDirectory(prefix="macl-real-") as scratch:
         sources = [real_rows(options.split, models, videos, Path(scratch))]
         if options.corpus_clips:
-            sources.append(corpus_rows(corpus, options.corpus_clips, models, videos, Path(scratch)))
+            sources.append(corpus_rows(corpus, options.split, options.corpus_clips, models, videos, Path(scratch)))
         for source in sources:
             for row in source:  # the report is rewritten after each video, so a stopped run keeps what it measured
                 rows.append(row)
@@ -178,8 +186,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="dev", choices=("dev", "held-out"), help="part of the real-speech set")
     parser.add_argument("--mdn", default="runs/mdn/latest", help="MDN checkpoint or run folder")
     parser.add_argument("--renderer", default="runs/renderer/latest", help="renderer checkpoint or run folder")
-    parser.add_argument("--corpus", default="data/corpus/synthetic", help="the embedded corpus (its test split)")
-    parser.add_argument("--corpus-clips", type=int, default=4, help="held-out TTS clips to evaluate (0: none)")
+    parser.add_argument(
+        "--corpus", default="data/corpus/synthetic", help="the embedded corpus (val clips for dev, test for held-out)"
+    )
+    parser.add_argument("--corpus-clips", type=int, default=4, help="TTS clips to evaluate (0: none)")
     parser.add_argument("--videos", help="folder of the generated videos (default outputs/real_speech/<name>)")
     parser.add_argument("--out", default="results/real_speech", help="folder of the reports")
     options = parser.parse_args(argv)
