@@ -30,6 +30,7 @@ SPEAKERS ?= 8
 CLIPS ?= 6
 SECONDS ?= 4
 SEED ?= 0
+PARTED ?=
 FORCE ?=
 
 # `make data`: CORPUS=synthetic|lrs2|lrs3|voxceleb1|voxceleb2|folder RAW=<corpus root> SHARDS=<out> WORKERS=<n>
@@ -134,9 +135,9 @@ lint: setup ## Check the code with ruff
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-corpus: setup ## Generate the synthetic corpus (OUT, LAYOUT=lrs3|voxceleb2, SPEAKERS, CLIPS, SECONDS, SEED; FORCE=1)
+corpus: setup ## Generate the synthetic corpus (OUT, LAYOUT=lrs3|voxceleb2, SPEAKERS, CLIPS, SECONDS, SEED, PARTED; FORCE=1)
 	$(PY) -m datamodules.synthetic --out $(OUT) --layout $(LAYOUT) --speakers $(SPEAKERS) --clips $(CLIPS) \
-		--seconds $(SECONDS) --seed $(SEED) $(if $(FORCE),--force)
+		--seconds $(SECONDS) --seed $(SEED) $(if $(PARTED),--parted $(PARTED)) $(if $(FORCE),--force)
 
 data: setup ## Preprocess a corpus into LitData shards (CORPUS, RAW, SHARDS, WORKERS; resumable)
 	$(PY) -m datamodules.preprocess --corpus $(CORPUS) $(if $(RAW),--raw $(RAW)) --shards $(SHARDS) --workers $(WORKERS)

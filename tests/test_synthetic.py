@@ -253,6 +253,25 @@ def test_bilabials_close_the_lips_fully_and_the_lips_anticipate_the_next_sound()
     ]
 
 
+def test_a_parted_rest_mouth_stays_apart_in_silence_and_still_closes_on_bilabials():
+    phonemes = [("", 0.0, 0.3), ("ˈɑ", 0.3, 0.5), ("m", 0.5, 0.56), ("ɑ", 0.56, 0.8), ("", 0.8, 1.2)]
+    style = Style(1.0, 1.0, 0.08, rest_opening=0.2, rest_spread=0.4)
+    tracks = articulate(phonemes, 1.2, style, np.random.default_rng(0))
+    at = lambda seconds: int(seconds * CONTROL_RATE)  # noqa: E731
+    assert tracks.opening[at(0.05)] > 0.15 and tracks.spread[at(0.05)] > 0.3, "silence rests parted and smiling"
+    assert tracks.opening[at(0.5) : at(0.56)].max() == 0.0, "the m still closes the lips"
+
+
+def test_a_share_of_parted_speakers_changes_nothing_else_of_them_and_the_default_corpus_has_none():
+    closed, parted = speaker_specs(0, 40, "lrs3"), speaker_specs(0, 40, "lrs3", parted=0.5)
+    assert all(spec.style.rest_opening == 0.0 == spec.style.rest_spread for spec in closed)
+    resting = [spec for spec in parted if spec.style.rest_opening > 0]
+    assert 10 <= len(resting) <= 30 and all(spec.style.rest_spread > 0 for spec in resting)
+    for before, after in zip(closed, parted, strict=True):
+        assert (before.voice, before.photo, before.split) == (after.voice, after.photo, after.split)
+        assert before.style.opening_gain == after.style.opening_gain
+
+
 def test_one_seed_gives_identical_sidecars_and_audio_whatever_the_workers_and_another_seed_differs(tmp_path):
     tiny = {"speakers": 2, "clips": 1, "seconds": 1.0, "size": 128, "progress": False}
     first = generate_corpus(tmp_path / "a", seed=3, workers=1, **tiny)

@@ -60,11 +60,15 @@ TRANSPARENT = "h"  # takes the lips of the sound after it
 
 @dataclass(frozen=True)
 class Style:
-    """How a speaker moves: how wide it opens and spreads, and how far its lips anticipate (seconds)."""
+    """How a speaker moves: how wide it opens and spreads, how far its lips anticipate (seconds), and its rest
+    mouth: parted by ``rest_opening`` (opening units) wherever no bilabial closes it, corners spread by
+    ``rest_spread`` (a smile)."""
 
     opening_gain: float
     spread_gain: float
     anticipation: float
+    rest_opening: float = 0.0
+    rest_spread: float = 0.0
 
 
 @dataclass
@@ -121,8 +125,8 @@ def articulate(
     # correlate1d: weight k of the kernel multiplies the target at t + (k - reach) ms, so its long side is the future
     smoothed = correlate1d(targets, _asymmetric_kernel(style.anticipation), axis=1, mode="nearest")
     hold = np.clip(2.0 * gaussian_filter1d(closure, 4.0, mode="nearest"), 0.0, 1.0)
-    opening = style.opening_gain * smoothed[0] * (1.0 - hold)
-    spread = np.clip(style.spread_gain * smoothed[1], -1.0, 1.0)
+    opening = (style.opening_gain * smoothed[0] + style.rest_opening) * (1.0 - hold)
+    spread = np.clip(style.spread_gain * smoothed[1] + style.rest_spread, -1.0, 1.0)
     teeth = np.clip(smoothed[2], 0.0, 1.0)
     stresses = [start for symbol, start, _ in phonemes if symbol.startswith(("ˈ", "ˌ"))]
     return Articulation(opening, spread, teeth, segments, stresses)

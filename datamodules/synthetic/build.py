@@ -96,6 +96,7 @@ def generate_corpus(
     workers: int | None = None,
     force: bool = False,
     progress: bool = True,
+    parted: float = 0.0,
 ) -> Path:
     """Writes a synthetic corpus to ``out`` and returns its path; does nothing if it is already there.
 
@@ -103,6 +104,7 @@ def generate_corpus(
     renamed to ``out``: an interrupted run never leaves anything under ``out``. An ``out`` that holds a
     corpus made with other arguments is replaced only when ``force`` is set; any other non-empty folder is
     never touched. Every clip depends only on (seed, speaker, clip), so ``workers`` changes nothing but time.
+    A share ``parted`` of the speakers rests with parted, smiling lips (the default corpus: none).
     """
     workers = min(2, os.cpu_count() or 1) if workers is None else workers
     if multiprocessing.current_process().daemon:  # a pool worker cannot start its own pool
@@ -111,6 +113,8 @@ def generate_corpus(
     out = Path(out).absolute()
     arguments = {"layout": layout, "speakers": speakers, "clips": clips, "seconds": float(seconds)}
     arguments |= {"seed": seed, "size": size, "version": GENERATOR_VERSION}
+    if parted:  # only when asked, so that corpora made before the option keep matching their arguments
+        arguments["parted"] = float(parted)
     say = (lambda message: print(message, file=sys.stderr)) if progress else (lambda message: None)
     _check_writable(out)
     existing = read_marker(out)
@@ -138,7 +142,7 @@ def generate_corpus(
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-{os.getpid()}-", dir=out.parent))
     try:
         started = time.monotonic()
-        specs = speaker_specs(seed, speakers, layout)
+        specs = speaker_specs(seed, speakers, layout, parted)
         jobs = [
             ClipJob(spec, clip, clip_path(spec, clip, seed, layout), seed, float(seconds), size, layout)
             for spec in specs
@@ -216,8 +220,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     parser.add_argument("--size", type=int, default=256, help="frame side in pixels (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: min(2, CPUs))")
+    parser.add_argument(
+        "--parted",
+        type=float,
+        default=0.0,
+        help="share of speakers whose rest mouth is parted and smiling (default: %(default)s)",
+    )
     parser.add_argument("--force", action="store_true", help="replace a corpus made with other arguments")
     args = parser.parse_args(argv)
+    if not 0 <= args.parted <= 1:
+        parser.error(f"--parted must be a share between 0 and 1, got {args.parted}")
     try:
         generate_corpus(
             args.out,
@@ -229,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
             args.size,
             args.workers,
             force=args.force,
+            parted=args.parted,
         )
     except CorpusError as error:
         print(f"error: {error}", file=sys.stderr)

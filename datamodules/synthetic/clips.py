@@ -109,6 +109,8 @@ def synthesise_clip(job: ClipJob) -> tuple[np.ndarray, np.ndarray, dict]:
             "opening_gain": round(spec.style.opening_gain, 4),
             "spread_gain": round(spec.style.spread_gain, 4),
             "anticipation_s": round(spec.style.anticipation, 4),
+            "rest_opening": round(spec.style.rest_opening, 4),
+            "rest_spread": round(spec.style.rest_spread, 4),
         },
         "clip_gain": round(clip_gain, 4),
         "lip_lag_s": round(lip_lag, 4),

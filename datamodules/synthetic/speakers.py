@@ -18,7 +18,13 @@ from datamodules.synthetic.speech import Voice
 
 HELD_OUT_PERSON = "grace_hopper"
 HELD_OUT_VOICE = "en-gb-x-rp+klatt2"
-TRAINING_ESPEAK_VARIANTS = ("en-us+m3", "en-us+f2", "en-us+m1", "en-us+f4", "en-us+m7", "en-us+f5")
+# espeak-ng voices of training speakers, taken in turn: a corpus of more speakers hears more accents and variants
+# (the first three are the default corpus's; later ones only appear from about twenty speakers on)
+TRAINING_ESPEAK_VARIANTS = (
+    "en-us+m3", "en-us+f2", "en-us+m1", "en-us+f4", "en-us+m7", "en-us+f5",
+    "en-gb-scotland+f3", "en-029+m4", "en-gb-x-gbclan+f1", "en-us+klatt", "en-gb-x-gbcwmd+m5", "en-us-nyc+m6",
+    "en+f3", "en-us+klatt4", "en-029+f1", "en-gb-scotland+m7", "en-us+m2", "en-gb-x-gbclan+klatt3", "en-us-nyc+f5",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -68,9 +74,18 @@ def _voice(rng: np.random.Generator, engine: str, variant: str) -> Voice:
     )
 
 
-def speaker_specs(seed: int, speakers: int, layout: str) -> list[SpeakerSpec]:
+def _rest_mouth(seed: int, index: int, parted: float) -> tuple[float, float]:
+    """Speaker ``index``'s rest mouth as (opening, spread): closed and neutral, or, for a share ``parted`` of the
+    speakers (its own random stream, so that the other draws do not change), parted and smiling."""
+    rng = np.random.default_rng([seed, 5, index])
+    if rng.random() >= parted:
+        return 0.0, 0.0
+    return float(rng.uniform(0.12, 0.3)), float(rng.uniform(0.2, 0.6))
+
+
+def speaker_specs(seed: int, speakers: int, layout: str, parted: float = 0.0) -> list[SpeakerSpec]:
     """The pseudo-speakers of a corpus; speaker k's id and look are drawn from (seed, k) alone, its split from
-    the layout's naming.
+    the layout's naming; a share ``parted`` of them rests with parted, smiling lips.
 
     Training speakers take the people other than the held-out one in turn, in the order of the hash by which
     preprocessing picks validation speakers (``datamodules.corpus.validation_speakers`` takes the lowest): so
@@ -119,7 +134,12 @@ def speaker_specs(seed: int, speakers: int, layout: str) -> list[SpeakerSpec]:
                 gamma=rng.uniform(0.8, 1.25),
                 saturation=rng.uniform(0.6, 1.25),
                 voice=_voice(rng, engine, variant),
-                style=Style(rng.uniform(0.75, 1.2), rng.uniform(0.7, 1.2), rng.uniform(0.05, 0.1)),
+                style=Style(
+                    rng.uniform(0.75, 1.2),
+                    rng.uniform(0.7, 1.2),
+                    rng.uniform(0.05, 0.1),
+                    *_rest_mouth(seed, index, parted),
+                ),  # fmt: skip
             )
         )
     return specs
