@@ -28,8 +28,14 @@ from PIL import Image
 from datamodules.corpus import discover
 from datamodules.face import NoFaceError
 from datamodules.media import SAMPLE_RATE, MediaError, read_audio, read_clip, read_video
-from datamodules.photo import PhotoError, load_photo
-from experiments.evaluation.closure import measure_frames, mouth_track, shuffled_in_time, speech_measures
+from datamodules.photo import PhotoError, load_reference
+from experiments.evaluation.closure import (
+    face_region,
+    measure_frames,
+    mouth_track,
+    shuffled_in_time,
+    speech_measures,
+)
 from experiments.evaluation.columns import commit
 from experiments.evaluation.phones import AlignmentError, align_phones
 from experiments.evaluation.real_data import MissingDataError, items, locate
@@ -44,19 +50,21 @@ def evaluate_pair(
     image: Path, audio: np.ndarray, phones: list, out: Path, models: dict, scratch: Path, truth: Path | None = None
 ) -> dict:
     """The measures of one photo saying one recording (the video written to ``out``), of the photo repeated, of the
-    video's mouth shuffled in time against the speech, and (for a corpus clip) of the true video."""
+    video's mouth shuffled in time against the speech, and (for a corpus clip) of the true video; each measured
+    around the face that generation animated (the largest of a group photo)."""
     speech = scratch / "speech.wav"
     soundfile.write(speech, audio, SAMPLE_RATE, subtype="PCM_16")
     generate(image, speech, out, progress=False, report=lambda message: None, **models)
-    opening = mouth_track(read_video(out))
+    reference = load_reference(image)
+    opening = mouth_track(face_region(read_video(out), reference.box))
     row = {
         "model": speech_measures(opening, audio, phones),
         "shuffled": speech_measures(shuffled_in_time(opening), audio, phones),
     }
-    photo = load_photo(image)
-    row["static"] = measure_frames(np.broadcast_to(photo, (len(opening), *photo.shape)), audio, phones)
+    still = face_region(reference.photo[None], reference.box)
+    row["static"] = measure_frames(np.broadcast_to(still, (len(opening), *still.shape[1:])), audio, phones)
     if truth is not None:
-        row["truth"] = measure_frames(read_clip(truth)[0], audio, phones)
+        row["truth"] = measure_frames(face_region(read_clip(truth)[0], reference.box), audio, phones)
     return row
 
 

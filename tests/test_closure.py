@@ -7,9 +7,15 @@ import json
 import numpy as np
 import pytest
 
-from datamodules.face import CANONICAL_FACE, LOWER_INNER_LIP, UPPER_INNER_LIP
+from datamodules.face import CANONICAL_FACE, LOWER_INNER_LIP, UPPER_INNER_LIP, CropBox
 from datamodules.media import FPS, SAMPLE_RATE, read_clip
-from experiments.evaluation.closure import frame_classes, measure_frames, shuffled_in_time, speech_measures
+from experiments.evaluation.closure import (
+    face_region,
+    frame_classes,
+    measure_frames,
+    shuffled_in_time,
+    speech_measures,
+)
 from experiments.evaluation.measure import Track, mouth_opening_track
 
 # 2 s: silence, "ma", "pa", "fa", "ba", silence; every phone spans whole 40 ms frames.
@@ -111,6 +117,24 @@ def test_corpus_videos_close_on_their_bilabials_and_the_static_face_does_not(syn
     assert np.isfinite(ratios).sum() >= 3  # a 2 s clip may have no p b m f v
     assert np.nanmean(ratios) < 0.35
     assert np.nanmean(static_ratios) == pytest.approx(1.0, abs=0.1)  # MediaPipe jitters on still frames
+
+
+def test_the_measure_follows_the_face_it_is_given_in_a_frame_of_two(synthetic_corpus):
+    """Two faces side by side, a speaking one and a still copy of its widest-open frame: measured around each
+    face's box, the speaking one scores as the clip does and the still one as a static face, whichever face
+    MediaPipe would pick in the whole frame (a group photo's animated face is its largest, not MediaPipe's first)."""
+    clip = sorted((synthetic_corpus / "test").rglob("*.mp4"))[0]
+    sidecar = json.loads(clip.with_name(f"{clip.stem}.truth.json").read_text())
+    phones = [tuple(phone) for phone in sidecar["phonemes"]]
+    frames, audio = read_clip(clip)
+    widest = int(np.argmax(sidecar["mouth_opening"]))
+    side = frames.shape[2]
+    pair = np.concatenate([np.repeat(frames[widest : widest + 1], len(frames), 0), frames], axis=2)
+    still_box, speaking_box = (CropBox(side * (k + 0.5), frames.shape[1] / 2, side * 0.6) for k in (0, 1))
+    speaking = measure_frames(face_region(pair, speaking_box), audio, phones)
+    still = measure_frames(face_region(pair, still_box), audio, phones)
+    assert speaking["mouth_energy_r"] > 0.3 and still["mouth_energy_r"] < 0.2
+    assert still["closure_ratio"] == pytest.approx(1.0, abs=0.1)
 
 
 def test_a_video_without_a_face_has_no_ratio_and_a_face_share_of_zero():

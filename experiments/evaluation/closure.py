@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from datamodules.face import CropBox
 from datamodules.media import FPS, read_clip
 from datamodules.synthetic.articulation import frame_visemes, viseme_segments
 from experiments.evaluation.measure import mouth_opening_track, track_faces
@@ -66,6 +67,16 @@ def mouth_track(frames: np.ndarray) -> np.ndarray:
         return mouth_opening_track(track_faces(frames))
     except NoFaceError:
         return np.full(len(frames), np.nan)
+
+
+def face_region(frames: np.ndarray, box: CropBox, scale: float = 1.5) -> np.ndarray:
+    """The part of ``frames`` ``[T, H, W, 3]`` around one face: a square of ``scale`` times the face ``box``'s side
+    (clipped to the frame), so that the measures follow the face that was animated, not another face of a group."""
+    half = scale * box.side / 2
+    height, width = frames.shape[1:3]
+    x0, y0 = max(int(box.centre_x - half), 0), max(int(box.centre_y - half), 0)
+    x1, y1 = min(int(np.ceil(box.centre_x + half)), width), min(int(np.ceil(box.centre_y + half)), height)
+    return np.ascontiguousarray(frames[:, y0:y1, x0:x1])
 
 
 def measure_frames(frames: np.ndarray, audio: np.ndarray, phones: Phones, fps: float = FPS) -> dict[str, float]:
