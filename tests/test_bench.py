@@ -131,6 +131,6 @@ def test_lookahead_as_long_as_the_clip_predicts_as_offline_and_none_does_not(syn
     measured, evaluated = measure(mdn, synthetic_shards, 1, [OFFLINE, whole, blind])
     assert measured[OFFLINE].lmd("offline") == 0
     # without future context the BiGRU's backward half differs (so the measure can fail); with it, nothing does
-    assert measured[whole].lmd("offline") < 1e-3 * measured[blind].lmd("offline")
+    assert measured[whole].lmd("offline") < 1e-2 * measured[blind].lmd("offline")
     assert abs(measured[whole].lmd("truth") - evaluated) < 1e-3  # as make evaluate predicts whole clips
     assert len(measured[blind].chunk_seconds) == 10 and measured[blind].real_time_factor > 0
