@@ -4,6 +4,10 @@ Each chunk gets its mel windows from its own stretch of audio plus a little cont
 the whole recording), the landmark model runs on the chunk plus ``overlap`` frames on each side (so its
 recurrent state has context), and consecutive chunks are cross-faded over the overlap (so a sampled track
 does not jump at a chunk boundary). Only one chunk's features and landmarks are held at a time.
+
+A live mode bounds the future instead: ``lookahead`` frames after the chunk (``overlap`` before it stays), so the
+first frame of a chunk waits for ``chunk + lookahead + MEL_CONTEXT_FRAMES`` frames of audio from its own start
+(``experiments/bench/lookahead.py`` measures what each look-ahead costs in latency and lip accuracy).
 """
 
 from collections.abc import Callable, Iterator
@@ -61,14 +65,20 @@ class Chunk:
 
 
 def landmark_chunks(
-    speech: Speech, predict: Predictor, chunk: int = CHUNK_FRAMES, overlap: int = OVERLAP_FRAMES
+    speech: Speech,
+    predict: Predictor,
+    chunk: int = CHUNK_FRAMES,
+    overlap: int = OVERLAP_FRAMES,
+    lookahead: int | None = None,
 ) -> Iterator[Chunk]:
-    """Landmarks of every video frame of ``speech``, one chunk of ``chunk`` frames at a time (module docstring)."""
+    """Landmarks of every video frame of ``speech``, one chunk of ``chunk`` frames at a time, with ``overlap``
+    frames of context before each chunk and ``lookahead`` after it (None: ``overlap``; module docstring)."""
     total = speech.frames
+    lookahead = overlap if lookahead is None else lookahead
     tail_registered = tail_pose = None
     for index, start in enumerate(range(0, total, chunk)):
         stop = min(start + chunk, total)
-        low, high = max(0, start - overlap), min(total, stop + overlap)
+        low, high = max(0, start - overlap), min(total, stop + lookahead)
         registered, pose = predict(audio_features(speech, low, high)[None], index)
         registered, pose = np.asarray(registered, np.float32), np.asarray(pose, np.float32)
         if tail_registered is not None:

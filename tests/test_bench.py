@@ -120,3 +120,17 @@ def test_the_published_step_runs_without_a_gpu_and_leaves_no_module_behind(fake_
     finally:
         del sys.modules["utils"]
     assert torch.Tensor.cuda is not None and torch.rand(1).cuda.__name__ == "cuda"
+
+
+def test_lookahead_as_long_as_the_clip_predicts_as_offline_and_none_does_not(synthetic_shards, tiny_runs):
+    from experiments.bench.lookahead import OFFLINE, Setting, measure
+    from lightning_modules.mdn import load_landmark_mdn
+
+    mdn = load_landmark_mdn(tiny_runs["mdn"] / "checkpoints" / "last.ckpt")
+    whole, blind = Setting(5, 100, 100), Setting(5, 100, 0)  # 100 frames of context: more than a 2 s clip
+    measured, evaluated = measure(mdn, synthetic_shards, 1, [OFFLINE, whole, blind])
+    assert measured[OFFLINE].lmd("offline") == 0
+    # without future context the BiGRU's backward half differs (so the measure can fail); with it, nothing does
+    assert measured[whole].lmd("offline") < 1e-2 * measured[blind].lmd("offline")
+    assert abs(measured[whole].lmd("truth") - evaluated) < 1e-3  # as make evaluate predicts whole clips
+    assert len(measured[blind].chunk_seconds) == 10 and measured[blind].real_time_factor > 0

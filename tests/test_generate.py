@@ -247,6 +247,22 @@ def test_landmark_chunks_equal_whole_processing_and_join_smoothly(speech_wav, tm
     assert jumps.max() < 10.0 / 4  # 10 spread over the 5 frames of overlap
 
 
+def test_landmark_chunks_bound_the_future_context_to_the_lookahead(speech_wav, tmp_path):
+    speech = decode_speech(speech_wav, tmp_path / "s.wav")
+    spans = []
+
+    def still(windows: np.ndarray, index: int):  # records how many frames each chunk's model call sees
+        spans.append(len(windows[0]))
+        return np.zeros((len(windows[0]), 68, 3), np.float32), np.zeros((len(windows[0]), 6), np.float32)
+
+    starts = range(0, speech.frames, 4)
+    for lookahead, future in ((None, 6), (0, 0), (2, 2)):  # None: as much future as past (the default)
+        spans.clear()
+        chunks = list(landmark_chunks(speech, still, chunk=4, overlap=6, lookahead=lookahead))
+        assert [part.start for part in chunks] == list(starts)
+        assert spans == [min(speech.frames, start + 4 + future) - max(0, start - 6) for start in starts]
+
+
 def test_chunk_landmarks_in_image_space_are_placed_as_the_photo(astronaut):
     reference = reference_from_photo(astronaut)
     still = Chunk(0, 0, 3, np.repeat(reference.registered[None], 3, 0), np.zeros((3, 6), np.float32))

@@ -10,7 +10,7 @@ it in the report.
 from dataclasses import dataclass
 from pathlib import Path
 
-BENCHMARKS = ("sfe", "preprocess", "loaders", "generate")
+BENCHMARKS = ("sfe", "preprocess", "loaders", "generate", "lookahead")
 
 
 @dataclass(frozen=True)
