@@ -28,7 +28,7 @@ from skimage import data
 
 from datamodules.media import SAMPLE_RATE, decode_speech, read_audio, read_clip
 from datamodules.photo import reference_from_photo
-from experiments.bench import machine
+from experiments.bench.report import machine
 from experiments.evaluation.columns import commit
 from experiments.evaluation.fidelity import (
     blink_rate,
