@@ -45,7 +45,8 @@ def trained_looking_renderer() -> FaceRenderer:
 
 def reference_warp(photo: np.ndarray, box: CropBox, grid: torch.Tensor, region: tuple[slice, slice]) -> np.ndarray:
     """The photo's ``region`` read where ``grid`` ``[S, S, 2]`` (the 256 crop's grid_sample grid, upsampled
-    bilinearly) sends each of its pixels, by torch's bicubic ``grid_sample``: an independent implementation."""
+    bilinearly by torch's ``grid_sample``) sends each of its pixels, by :func:`lanczos_read`: an independent
+    implementation."""
     size = grid.shape[0]
     rows, columns = region
     ys, xs = torch.meshgrid(
@@ -59,11 +60,24 @@ def reference_warp(photo: np.ndarray, box: CropBox, grid: torch.Tensor, region: 
     source = ((read + 1.0) * size / 2 - 0.5) / factor + torch.tensor(
         [box.centre_x - box.side / 2, box.centre_y - box.side / 2]
     )
+    return lanczos_read(photo, source.numpy().astype(np.float64))
+
+
+def lanczos_read(photo: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """``[h, w, 3]`` float: the photo ``[H, W, 3]`` read at pixel coordinates ``at`` ``[h, w, 2]`` (x, y) by the
+    8x8 Lanczos kernel (a = 4, weights normalised to sum 1, edges replicated), clamped to [0, 255]."""
     height, width = photo.shape[:2]
-    normalised = (source + 0.5) * torch.tensor([2.0 / width, 2.0 / height]) - 1.0
-    image = torch.from_numpy(photo).permute(2, 0, 1).float()[None]
-    moved = F.grid_sample(image, normalised[None], mode="bicubic", padding_mode="border", align_corners=False)
-    return moved[0].permute(1, 2, 0).clamp(0, 255).numpy()
+    floor = np.floor(at)
+    taps = np.arange(-3, 5)
+    weights = [np.sinc(d) * np.sinc(d / 4) for d in (at[..., k, None] - floor[..., k, None] - taps for k in (0, 1))]
+    weights = [w / w.sum(-1, keepdims=True) for w in weights]  # [h, w, 8] each, x then y
+    columns = np.clip(floor[..., 0, None].astype(int) + taps, 0, width - 1)
+    rows = np.clip(floor[..., 1, None].astype(int) + taps, 0, height - 1)
+    image, read = photo.astype(np.float64), np.zeros((*at.shape[:2], 3))
+    for j in range(len(taps)):
+        for i in range(len(taps)):
+            read += (weights[1][..., j] * weights[0][..., i])[..., None] * image[rows[..., j], columns[..., i]]
+    return np.clip(read, 0, 255)
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -106,6 +120,16 @@ def test_without_motion_the_photo_comes_back_unchanged_at_any_face_size():
         compositor = PhotoCompositor(photo, CropBox(160.0, 150.0, side), 256, FEATHER)
         frame = compositor.frame(np.zeros((256, 256, 2), np.float32), np.zeros((256, 256, 3), np.float32))
         assert np.array_equal(frame, photo)
+
+
+def test_a_face_moved_by_half_a_pixel_keeps_the_photos_sharpness():
+    """The head moves by fractions of a pixel: read between pixels, the photo's finest detail must survive (a
+    bicubic read keeps 0.67 of this photo's Laplacian variance at half a pixel, the Lanczos read 0.83)."""
+    photo = textured_photo(300, 320, seed=1)
+    compositor = PhotoCompositor(photo, CropBox(160.0, 150.0, 256.0), 256, FEATHER)
+    frame = compositor.frame(np.full((256, 256, 2), 0.5, np.float32))
+    inner = slice(80, 220), slice(90, 230)  # inside the feathered edge
+    assert laplacian_variance(frame[inner]) / laplacian_variance(photo[inner]) > 0.75
 
 
 def test_the_upper_face_sharpness_measures_the_eyes_and_forehead():

@@ -10,6 +10,13 @@ import soundfile
 
 from datamodules.media.reading import FPS, SAMPLE_RATE, MediaError, last_error_line
 
+# Generation's encoding. x264's defaults (CRF 18) drop the small high-frequency residuals of a face that moves by
+# fractions of a pixel, so each predicted frame is a little softer than the last: on a 512x512 portrait the video
+# kept 0.8 of its frames' upper-face sharpness. The film-grain tuning (smaller dead zones, psychovisual weighting
+# of detail) at CRF 16 keeps 0.95 of it, for about twice the bitrate (about 0.5 Mbit/s at 512x512).
+STREAM_CRF = 16
+STREAM_TUNE = "grain"
+
 
 def write_video(
     path: str | Path,
@@ -76,8 +83,9 @@ class VideoStreamWriter:
         height: int,
         audio: str | Path | None = None,
         fps: float = FPS,
-        crf: int = 18,
+        crf: int = STREAM_CRF,
         preset: str = "veryfast",
+        tune: str | None = STREAM_TUNE,
     ):
         if width % 2 or height % 2:
             raise ValueError(f"H.264 in yuv420p needs even frame sides, got {width}x{height}")
@@ -94,7 +102,8 @@ class VideoStreamWriter:
         if audio is not None:
             command += ["-i", str(audio), "-map", "0:v:0", "-map", "1:a:0", "-c:a", "aac", "-b:a", "128k"]
         command += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(crf), "-preset", preset,
-                    "-movflags", "+faststart", "-f", "mp4", str(self.partial)]  # fmt: skip
+                    *(["-tune", tune] if tune else []), "-movflags", "+faststart", "-f", "mp4",
+                    str(self.partial)]  # fmt: skip
         try:  # no ``with`` block holds the writer yet: an interruption here (Ctrl-C, SIGTERM) removes the placeholder
             self.partial.chmod(0o644)  # a temporary file is private; the video is not
             self._log = tempfile.TemporaryFile()

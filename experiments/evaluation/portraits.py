@@ -28,7 +28,7 @@ from skimage import data
 
 from datamodules.media import SAMPLE_RATE, decode_speech, read_audio, read_clip
 from datamodules.photo import reference_from_photo
-from experiments.bench import machine
+from experiments.bench.report import machine
 from experiments.evaluation.columns import commit
 from experiments.evaluation.fidelity import (
     blink_rate,
@@ -93,6 +93,13 @@ def measure(reference, speech, models: Models, path: Path, resolution: str) -> d
     }
 
 
+def machine_line() -> str:
+    """The CPU, its cores, torch's threads and torch's version, in one line."""
+    info = machine()
+    threads, torch_version = info["torch_threads"], info["versions"]["torch"]
+    return f"{info['cpu']}, {info['cores']} cores, {threads} torch threads, torch {torch_version}"
+
+
 def verdict(name: str, value: float) -> str:
     if name not in GOALS:
         return ""
@@ -144,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m experiments.evaluation.portraits " + " ".join(argv if argv is not None else sys.argv[1:]),
         "commit": commit(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "machine": "{cpu}, {cores} cores, {torch_threads} torch threads, torch {torch}".format(**machine()),
+        "machine": machine_line(),
         "mdn": args.mdn,
         "renderer": args.renderer,
         "audio": args.audio,
