@@ -14,14 +14,25 @@ from pathlib import Path
 
 import numpy as np
 
+from datamodules import face
 from datamodules.media import FPS, read_clip
-from datamodules.synthetic.articulation import frame_visemes, viseme_segments
+from datamodules.synthetic.articulation import PHONE_VISEMES, frame_visemes, viseme_segments
 from experiments.evaluation.measure import mouth_opening_track, track_faces
 from lightning_modules.video_metrics import mouth_audio_sync, speech_envelope
 
 CLOSURE_VISEMES = ("bilabial", "labiodental")  # p b m, f v
 OPEN_VISEMES = ("open", "open-round")  # æ a ɑ ɐ ʌ ɒ ɔ, and the open start of aɪ aʊ
 Phones = list[tuple[str, float, float]]
+
+
+def _letters(visemes: tuple[str, ...]) -> str:
+    return " ".join(letter for letter, viseme in PHONE_VISEMES.items() if viseme in visemes)
+
+
+FRAMES_COUNTED = (
+    f"closing frames are those whose centre falls in {_letters(CLOSURE_VISEMES)}, open frames those in an open vowel "
+    f"({_letters(OPEN_VISEMES)}, and the first half of aɪ aʊ ɔɪ); no other frame counts"
+)
 
 
 def frame_classes(phones: Phones, frames: int, fps: float = FPS) -> tuple[np.ndarray, np.ndarray]:
@@ -55,6 +66,13 @@ def speech_measures(opening: np.ndarray, audio: np.ndarray, phones: Phones, fps:
         "closing_frames": float(closing.sum()),
         "open_frames": float(open_vowel.sum()),
     }
+
+
+def landmark_opening(registered: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """The inner-lip gap ``[T]`` of landmarks ``[T, 68, >=2]`` (:func:`datamodules.face.mouth_opening`: the pairs
+    the MDN closes, ``lightning_modules.mdn_decoding.INNER_PAIRS``), NaN where ``valid`` ``[T]`` is False."""
+    opening = face.mouth_opening(np.asarray(registered, np.float64))
+    return opening if valid is None else np.where(np.asarray(valid, bool), opening, np.nan)
 
 
 def mouth_track(frames: np.ndarray) -> np.ndarray:
