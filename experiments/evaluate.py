@@ -21,6 +21,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
+
 from datamodules.face import NoFaceError
 from datamodules.media import MediaError
 from datamodules.shards import ShardsError, raw_corpus, read_index
@@ -94,11 +96,12 @@ def closure_report(items: list[dict]) -> tuple[dict[str, str], list[str]]:
     if not measured:
         return dict.fromkeys(CLOSURE_COLUMNS, f"not computed (no phones: {'; '.join(sorted(sources))})"), []
     closing, opened = (int(sum(item[key] for item in measured)) for key in ("closing_frames", "open_frames"))
+    scored = sum(bool(np.isfinite(item["closure_ratio"])) for item in measured)
     found = ", ".join(f"{source} ({count})" for source, count in sources.most_common())
     footnote = (
         f"Closure ratio: the mean inner-lip gap at closing frames over that at open frames, per clip, then the mean "
-        f"over clips (n/a: a clip without either kind); {FRAMES_COUNTED}. {closing} closing and {opened} open frames "
-        f"in {len(measured)} of {len(items)} clips; phones: {found}."
+        f"over clips; {FRAMES_COUNTED}. {closing} closing and {opened} open frames in the {len(measured)} of "
+        f"{len(items)} clips with phones, {scored} of them with both kinds (a ratio); phones: {found}."
     )
     return {}, [footnote]
 

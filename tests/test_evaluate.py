@@ -174,7 +174,9 @@ def test_the_closure_column_stands_beside_its_baselines(synthetic_shards, tiny_r
     assert report["not_computed"]["closure_ratio_rendered"].startswith("not computed (needs a renderer")
     table = (tmp_path / "closure.md").read_text()
     assert "| closure, static face | 1 |" in table and "| closure, shuffled audio |" in table
-    assert "closing frames are those whose centre falls in p b m f v" in table and "phones: sidecar (" in table
+    assert "closing frames are those whose centre falls in p b m f v" in table and "phones: sidecar (4)" in table
+    scored = sum(np.isfinite(item["closure_ratio"]) for item in items)
+    assert f"in the 4 of 4 clips with phones, {scored} of them with both kinds" in table
 
 
 def test_a_closure_measure_with_its_frames_swapped_fails_the_check(synthetic_shards, tmp_path, monkeypatch):
