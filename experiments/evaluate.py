@@ -6,7 +6,9 @@
 Writes ``results/<name>.json`` (means, per-clip values, what was not computed and why) and ``results/<name>.md``.
 The sync columns come in three kinds, named apart: LSE-D / LSE-C (the published SyncNet; only with
 ``--syncnet syncnet_v2.model``), the project's own sync expert (``--sync-expert``, a separate stage-1 run) and the
-weight-free mouth-audio correlation (always).
+weight-free mouth-audio correlation (always). The closure ratio (inner-lip gap at p b m f v over open vowels) stands
+beside its baselines, a static face, time-shuffled audio and the truth; its phones come from the clips' sidecars
+(the embedded corpus) or pocketsphinx (any other audio), and the report says which frames it counted.
 
 ``--data`` is a shards folder or a URL (``s3://bucket/prefix``, as for training). A video of ``--videos`` that cannot
 be read or has no face is skipped: the others are scored, the report lists each skipped video with its reason under
@@ -16,12 +18,16 @@ corpus that ``make data`` read (``--raw`` when it has moved since).
 
 import argparse
 import sys
+from collections import Counter
 from pathlib import Path
+
+import numpy as np
 
 from datamodules.face import NoFaceError
 from datamodules.media import MediaError
 from datamodules.shards import ShardsError, raw_corpus, read_index
 from experiments.evaluation.columns import (
+    CLOSURE_COLUMNS,
     MDN_NOT_COMPUTED,
     RENDERER_NOT_COMPUTED,
     TRUTH_NOT_COMPUTED,
@@ -80,6 +86,26 @@ def evaluate_videos(videos: Path, truth: Path | None, syncnet, expert) -> tuple[
     return items, skipped
 
 
+def closure_report(items: list[dict]) -> tuple[dict[str, str], list[str]]:
+    """Why the closure columns are empty when no item has phones, else the report's footnote: which frames the
+    ratio compares, how many there were, and where the phones came from."""
+    from experiments.evaluation.closure import FRAMES_COUNTED
+
+    sources = Counter(str(item.get("closure_phones", "no phones")) for item in items)
+    measured = [item for item in items if "closure_ratio" in item]
+    if not measured:
+        return dict.fromkeys(CLOSURE_COLUMNS, f"not computed (no phones: {'; '.join(sorted(sources))})"), []
+    closing, opened = (int(sum(item[key] for item in measured)) for key in ("closing_frames", "open_frames"))
+    scored = sum(bool(np.isfinite(item["closure_ratio"])) for item in measured)
+    found = ", ".join(f"{source} ({count})" for source, count in sources.most_common())
+    footnote = (
+        f"Closure ratio: the mean inner-lip gap at closing frames over that at open frames, per clip, then the mean "
+        f"over clips; {FRAMES_COUNTED}. {closing} closing and {opened} open frames in the {len(measured)} of "
+        f"{len(items)} clips with phones, {scored} of them with both kinds (a ratio); phones: {found}."
+    )
+    return {}, [footnote]
+
+
 def run(options: argparse.Namespace) -> tuple[Path, list[dict]]:
     """Evaluates what ``options`` names and writes the report; returns the JSON path and the skipped videos."""
     if not options.videos:
@@ -94,7 +120,8 @@ def run(options: argparse.Namespace) -> tuple[Path, list[dict]]:
         items, skipped = evaluate_videos(Path(options.videos), truth, syncnet, expert)
         header = {"source": f"videos {options.videos}", "truth": options.truth or "none"}
         if not options.truth:
-            notes.update(dict.fromkeys(("ssim", "psnr", "lmd_mouth", "lmd_face", "lvd"), TRUTH_NOT_COMPUTED))
+            truth_columns = ("ssim", "psnr", "lmd_mouth", "lmd_face", "lvd", "closure_ratio_truth")
+            notes.update(dict.fromkeys(truth_columns, TRUTH_NOT_COMPUTED))
     else:
         from experiments.evaluation.split import evaluate_split
 
@@ -116,9 +143,11 @@ def run(options: argparse.Namespace) -> tuple[Path, list[dict]]:
             options.limit, options.raw,
         )  # fmt: skip
         if options.variant != "model":
-            notes.update(dict.fromkeys(("lmd_mouth_best_of_k", "diversity"), MDN_NOT_COMPUTED))
+            model_columns = ("lmd_mouth_best_of_k", "diversity", "closure_ratio_shuffled")
+            notes.update(dict.fromkeys(model_columns, MDN_NOT_COMPUTED))
         if renderer is None and options.variant != "static":
-            image_columns = ("ssim", "psnr", "cpbd", "mouth_sync_corr", "mouth_sync_offset", "lse_d", "lse_c")
+            image_columns = ("ssim", "psnr", "cpbd", "mouth_sync_corr", "mouth_sync_offset", "closure_ratio_rendered",
+                             "lse_d", "lse_c")  # fmt: skip
             notes.update(dict.fromkeys((*image_columns, "expert_sync_d", "expert_sync_c"), RENDERER_NOT_COMPUTED))
         header = {
             "source": f"{options.split} split of {options.data}",
@@ -130,7 +159,10 @@ def run(options: argparse.Namespace) -> tuple[Path, list[dict]]:
     header["clips"] = len(items)
     if skipped:
         header["skipped"] = f"{len(skipped)} ({', '.join(entry['video'] for entry in skipped)}; reasons in the JSON)"
-    report = write_report(options.name, Path(options.out), mean_metrics(items), notes, items, header, skipped)
+    closure_notes, footnotes = closure_report(items)
+    notes.update(closure_notes)
+    metrics = mean_metrics(items)
+    report = write_report(options.name, Path(options.out), metrics, notes, items, header, skipped, footnotes)
     return report, skipped
 
 

@@ -12,11 +12,13 @@ from datamodules.media import FPS, SAMPLE_RATE, read_clip
 from experiments.evaluation.closure import (
     face_region,
     frame_classes,
+    landmark_opening,
     measure_frames,
     shuffled_in_time,
     speech_measures,
 )
 from experiments.evaluation.measure import Track, mouth_opening_track
+from lightning_modules.mdn_decoding import INNER_PAIRS
 
 # 2 s: silence, "ma", "pa", "fa", "ba", silence; every phone spans whole 40 ms frames.
 PHONES = [
@@ -142,3 +144,14 @@ def test_a_video_without_a_face_has_no_ratio_and_a_face_share_of_zero():
     values = measure_frames(frames, np.zeros(10 * SAMPLE_RATE // FPS, np.float32), PHONES)
     assert values["face_share"] == 0.0
     assert np.isnan(values["closure_ratio"])
+
+
+def test_the_landmark_gap_is_the_one_the_mdn_closes():
+    """Evaluation's inner-lip gap (datamodules.face.mouth_opening) and the MDN's closure (INNER_PAIRS) name the same
+    facing points; frames that are not valid are left out."""
+    assert (UPPER_INNER_LIP, LOWER_INNER_LIP) == tuple(INNER_PAIRS)
+    faces = np.repeat(CANONICAL_FACE[None], 3, 0)
+    faces[:, LOWER_INNER_LIP, 1] = faces[:, UPPER_INNER_LIP, 1] + np.array([0.0, 0.1, 0.2])[:, None]
+    opening = landmark_opening(faces, np.array([True, True, False]))
+    np.testing.assert_allclose(opening[:2], [0.0, 0.1], atol=1e-6)
+    assert np.isnan(opening[2])

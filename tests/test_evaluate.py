@@ -49,6 +49,8 @@ def test_videos_against_themselves(synthetic_corpus, tmp_path, capsys):
     assert metrics["lmd_mouth"] == 0.0 and metrics["lvd"] == 0.0
     assert metrics["mouth_sync_corr"] > 0.3 and abs(metrics["mouth_sync_offset"]) <= 1
     assert report["not_computed"]["lse_d"] == SYNCNET_NOT_COMPUTED
+    assert report["items"][0]["closure_phones"] == "pocketsphinx phone recognition"  # no sidecar beside the copy
+    assert {"closure_ratio", "closure_ratio_static", "closure_ratio_shuffled", "closure_ratio_truth"} <= set(metrics)
     table = (tmp_path / "self.md").read_text()
     assert "| LSE-D | not computed (needs SyncNet weights: --syncnet PATH)" in table
 
@@ -151,3 +153,59 @@ def test_a_moved_raw_corpus_is_one_sentence_and_raw_finds_it(synthetic_shards, s
     )
     assert main([*arguments, "--raw", str(synthetic_corpus)]) == 2  # past the raw corpus: to the missing weights
     assert "syncnet_v2.model" in capsys.readouterr().err
+
+
+def _truth_closes_and_the_static_face_does_not(metrics: dict) -> bool:
+    """The closure column's sanity check: the true landmarks' lips close on p b m f v (issue 21: below 0.2 in the
+    embedded corpus), the held reference does not (1)."""
+    return metrics["closure_ratio_truth"] < 0.5 * metrics["closure_ratio_static"]
+
+
+def test_the_closure_column_stands_beside_its_baselines(synthetic_shards, tiny_runs, tmp_path):
+    arguments = ["--name", "closure", "--data", str(synthetic_shards), "--mdn", str(tiny_runs["mdn"])]
+    assert main([*arguments, "--samples", "1", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "closure.json").read_text())
+    metrics, items = report["metrics"], report["items"]
+    baselines = ("closure_ratio_static", "closure_ratio_shuffled", "closure_ratio_truth")
+    assert all(np.isfinite(metrics[name]) for name in ("closure_ratio", *baselines)), metrics
+    assert {item["closure_phones"] for item in items} == {"sidecar"}  # the raw corpus clips' phones
+    assert metrics["closure_ratio_static"] == pytest.approx(1.0)  # the reference's gap held: 1 by construction
+    assert _truth_closes_and_the_static_face_does_not(metrics) and metrics["closure_ratio_truth"] < 0.3
+    assert report["not_computed"]["closure_ratio_rendered"].startswith("not computed (needs a renderer")
+    table = (tmp_path / "closure.md").read_text()
+    assert "| closure, static face | 1 |" in table and "| closure, shuffled audio |" in table
+    assert "closing frames are those whose centre falls in p b m f v" in table and "phones: sidecar (4)" in table
+    scored = sum(np.isfinite(item["closure_ratio"]) for item in items)
+    assert f"in the 4 of 4 clips with phones, {scored} of them with both kinds" in table
+
+
+def test_a_closure_measure_with_its_frames_swapped_fails_the_check(synthetic_shards, tmp_path, monkeypatch):
+    """The check above has teeth: the truth through a measure that takes the open vowels for the closures."""
+    from experiments.evaluation import closure
+
+    right = closure.frame_classes
+    monkeypatch.setattr(closure, "frame_classes", lambda *arguments: right(*arguments)[::-1])
+    arguments = ["--name", "swapped", "--data", str(synthetic_shards), "--variant", "truth", "--out", str(tmp_path)]
+    assert main(arguments) == 0
+    metrics = json.loads((tmp_path / "swapped.json").read_text())["metrics"]
+    assert not _truth_closes_and_the_static_face_does_not(metrics), metrics
+    assert "closure_ratio_shuffled" not in metrics  # no MDN: no model driven by shuffled audio
+
+
+def test_a_folder_of_corpus_videos_has_the_closure_of_its_sidecars(synthetic_corpus, tmp_path):
+    """`--videos` with `--truth` naming the corpus: MediaPipe's closure on the frames against the sidecars' phones,
+    beside the first frame repeated, the mouth shuffled in time and the true video (here the same)."""
+    videos = tmp_path / "videos"
+    for clip in sorted((synthetic_corpus / "test").rglob("*.mp4"))[::2]:  # one clip of each test speaker
+        relative = clip.relative_to(synthetic_corpus)
+        (videos / relative.parent).mkdir(parents=True, exist_ok=True)
+        shutil.copy(clip, videos / relative)
+    arguments = ["--name", "corpus", "--videos", str(videos), "--truth", str(synthetic_corpus)]
+    assert main([*arguments, "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "corpus.json").read_text())
+    metrics = report["metrics"]
+    assert {item["closure_phones"] for item in report["items"]} == {"sidecar"}
+    assert metrics["closure_ratio"] == pytest.approx(metrics["closure_ratio_truth"])
+    assert metrics["closure_ratio_static"] == pytest.approx(1.0, abs=0.15)  # MediaPipe jitters on still frames
+    assert _truth_closes_and_the_static_face_does_not(metrics)
+    assert metrics["closure_ratio_shuffled"] > metrics["closure_ratio"] + 0.2

@@ -1,6 +1,7 @@
 """The offline phone aligner (pocketsphinx's bundled English model) against the embedded corpus's sidecars."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -47,3 +48,18 @@ def test_bad_input_ends_with_one_sentence():
         align_phones(audio, "hello qzxvk", name="x.wav")
     with pytest.raises(AlignmentError, match="shorter than 0.1 s"):
         align_phones(audio[:100], name="x.wav")
+
+
+def test_a_clip_without_a_sidecar_is_aligned_to_its_lrs_transcript(synthetic_corpus, tmp_path):
+    """What evaluation falls back to for shards of a corpus without sidecars (LRS2/3: a ``Text:`` line)."""
+    from experiments.evaluation.phones import clip_phones
+
+    clip = sorted(synthetic_corpus.rglob("*.mp4"))[0]
+    shutil.copy(clip, tmp_path / "clip.mp4")
+    shutil.copy(clip.with_suffix(".txt"), tmp_path / "clip.txt")
+    phones, source = clip_phones(tmp_path / "clip")
+    assert source == "pocketsphinx, forced to its transcript"
+    truth = json.loads(clip.with_name(f"{clip.stem}.truth.json").read_text())
+    assert boundary_error(phones, [tuple(phone) for phone in truth["phonemes"]]) < 0.05
+    assert clip_phones(clip.parent / clip.stem) == ([tuple(phone) for phone in truth["phonemes"]], "sidecar")
+    assert clip_phones(tmp_path / "none") == (None, "no sidecar and no readable audio")

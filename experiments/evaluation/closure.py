@@ -14,15 +14,26 @@ from pathlib import Path
 
 import numpy as np
 
-from datamodules.face import CropBox
+from datamodules import face
+
 from datamodules.media import FPS, read_clip
-from datamodules.synthetic.articulation import frame_visemes, viseme_segments
+from datamodules.synthetic.articulation import PHONE_VISEMES, frame_visemes, viseme_segments
 from experiments.evaluation.measure import mouth_opening_track, track_faces
 from lightning_modules.video_metrics import mouth_audio_sync, speech_envelope
 
 CLOSURE_VISEMES = ("bilabial", "labiodental")  # p b m, f v
 OPEN_VISEMES = ("open", "open-round")  # æ a ɑ ɐ ʌ ɒ ɔ, and the open start of aɪ aʊ
 Phones = list[tuple[str, float, float]]
+
+
+def _letters(visemes: tuple[str, ...]) -> str:
+    return " ".join(letter for letter, viseme in PHONE_VISEMES.items() if viseme in visemes)
+
+
+FRAMES_COUNTED = (
+    f"closing frames are those whose centre falls in {_letters(CLOSURE_VISEMES)}, open frames those in an open vowel "
+    f"({_letters(OPEN_VISEMES)}, and the first half of aɪ aʊ ɔɪ); no other frame counts"
+)
 
 
 def frame_classes(phones: Phones, frames: int, fps: float = FPS) -> tuple[np.ndarray, np.ndarray]:
@@ -58,6 +69,13 @@ def speech_measures(opening: np.ndarray, audio: np.ndarray, phones: Phones, fps:
     }
 
 
+def landmark_opening(registered: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """The inner-lip gap ``[T]`` of landmarks ``[T, 68, >=2]`` (:func:`datamodules.face.mouth_opening`: the pairs
+    the MDN closes, ``lightning_modules.mdn_decoding.INNER_PAIRS``), NaN where ``valid`` ``[T]`` is False."""
+    opening = face.mouth_opening(np.asarray(registered, np.float64))
+    return opening if valid is None else np.where(np.asarray(valid, bool), opening, np.nan)
+
+
 def mouth_track(frames: np.ndarray) -> np.ndarray:
     """MediaPipe's inner-lip gap ``[T]`` (inter-ocular units) of RGB uint8 frames ``[T, H, W, 3]``; NaN where no
     face was found (all NaN for a video without any)."""
@@ -69,7 +87,7 @@ def mouth_track(frames: np.ndarray) -> np.ndarray:
         return np.full(len(frames), np.nan)
 
 
-def face_region(frames: np.ndarray, box: CropBox, scale: float = 1.5) -> np.ndarray:
+def face_region(frames: np.ndarray, box: face.CropBox, scale: float = 1.5) -> np.ndarray:
     """The part of ``frames`` ``[T, H, W, 3]`` around one face: a square of ``scale`` times the face ``box``'s side
     (clipped to the frame), so that the measures follow the face that was animated, not another face of a group."""
     half = scale * box.side / 2

@@ -26,6 +26,27 @@ COLUMNS = {
     "blink_rate": ("blinks/min", None, "blinks per minute (MediaPipe eye aspect ratio; people: 10-30)"),
     "mouth_sync_corr": ("mouth-audio corr", False, "weight-free: MediaPipe mouth opening vs speech energy"),
     "mouth_sync_offset": ("mouth-audio offset", None, "weight-free: frames of the audio's delay at the peak"),
+    "closure_ratio": (
+        "closure ratio",
+        True,
+        "inner-lip gap at p b m f v frames over that at open-vowel frames (0: "
+        "the lips close on each; 1: they do not follow the phones); shards: the variant's landmarks, "
+        "videos: MediaPipe on the frames",
+    ),
+    "closure_ratio_rendered": ("closure ratio, rendered", True, "the same by MediaPipe on the rendered frames"),
+    "closure_ratio_static": (
+        "closure, static face",
+        None,
+        "baseline: the reference's gap held (shards: 1 by "
+        "construction, n/a when that gap is not positive); videos: the first frame repeated",
+    ),
+    "closure_ratio_shuffled": (
+        "closure, shuffled audio",
+        None,
+        "baseline: shards: the same MDN driven by its audio "
+        "shuffled in time (blocks of 200 ms); videos: the mouth track so shuffled",
+    ),
+    "closure_ratio_truth": ("closure, truth", None, "the true landmarks (shards) or the true video's (MediaPipe)"),
     "lse_d": ("LSE-D", True, "published SyncNet distance at the best offset (+-15 frames)"),
     "lse_c": ("LSE-C", False, "published SyncNet confidence (median - min distance)"),
     "expert_sync_d": ("sync-expert D", True, "the project's own SFE sync expert (not SyncNet): cosine distance"),
@@ -36,6 +57,8 @@ EXPERT_NOT_COMPUTED = "not computed (needs a sync-expert SFE checkpoint: --sync-
 RENDERER_NOT_COMPUTED = "not computed (needs a renderer checkpoint: --renderer PATH)"
 TRUTH_NOT_COMPUTED = "not computed (needs the true videos: --truth DIR)"
 MDN_NOT_COMPUTED = "not computed (needs an MDN checkpoint)"
+CLOSURE_COLUMNS = ("closure_ratio", "closure_ratio_rendered", "closure_ratio_static", "closure_ratio_shuffled",
+                   "closure_ratio_truth")  # fmt: skip
 
 
 def not_computed_notes(syncnet: bool, expert: bool) -> dict[str, str]:
@@ -79,14 +102,23 @@ def cell(value: float | None, note: str | None = None) -> str:
 
 
 def write_report(
-    name: str, out: Path, metrics: dict, notes: dict, items: list[dict], header: dict, skipped: list[dict] = ()
+    name: str,
+    out: Path,
+    metrics: dict,
+    notes: dict,
+    items: list[dict],
+    header: dict,
+    skipped: list[dict] = (),
+    footnotes: list[str] = (),
 ) -> Path:
     """Writes ``<out>/<name>.json`` (metrics, notes, per-item values, the ``skipped`` items with their reasons,
-    header) and ``<out>/<name>.md``."""
+    header, ``footnotes``) and ``<out>/<name>.md`` (the ``footnotes`` under its table)."""
     out.mkdir(parents=True, exist_ok=True)
     header = {"name": name, "commit": commit(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), **header}
     record = {**header, "metrics": metrics, "not_computed": notes, "items": items, "skipped": list(skipped)}
-    (out / f"{name}.json").write_text(json.dumps(record, indent=2, default=float) + "\n")
+    if footnotes:
+        record["footnotes"] = list(footnotes)
+    (out / f"{name}.json").write_text(json.dumps(record, indent=2, default=float, ensure_ascii=False) + "\n", "utf-8")
     shown = [column for column in COLUMNS if column in metrics or column in notes]
     lines = [f"# Evaluation {name}", "", ", ".join(f"{key}: {value}" for key, value in header.items() if key != "name")]
     lines += ["", "| metric | value | meaning |", "|---|---|---|"]
@@ -94,5 +126,7 @@ def write_report(
         title, lower, meaning = COLUMNS[column]
         arrow = "" if lower is None else (" (lower is better)" if lower else " (higher is better)")
         lines.append(f"| {title} | {cell(metrics.get(column), notes.get(column))} | {meaning}{arrow} |")
-    (out / f"{name}.md").write_text("\n".join(lines) + "\n")
+    if footnotes:
+        lines += ["", *footnotes]
+    (out / f"{name}.md").write_text("\n".join(lines) + "\n", "utf-8")
     return out / f"{name}.json"

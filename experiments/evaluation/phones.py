@@ -6,11 +6,13 @@ silence and noise), so that one measure reads both (``experiments.evaluation.clo
 """
 
 import difflib
+import json
 import re
+from pathlib import Path
 
 import numpy as np
 
-from datamodules.media import SAMPLE_RATE
+from datamodules.media import SAMPLE_RATE, MediaError, read_audio
 
 FRAME_RATE = 100  # pocketsphinx's feature frames per second
 # CMU dictionary phones (no stress marks, as pocketsphinx's acoustic model has them) -> IPA. AH is the
@@ -88,6 +90,47 @@ def align_phones(audio: np.ndarray, transcript: str | None = None, name: str = "
     pcm = _pcm(audio)
     frames = _forced(pcm, transcript, name) if transcript else _recognised(pcm)
     return [(ARPABET_TO_IPA.get(label, ""), start / FRAME_RATE, end / FRAME_RATE) for label, start, end in frames]
+
+
+def lrs_transcript(path: Path) -> str | None:
+    """The words of an LRS-style transcript file (first line ``Text:  WORDS``); None when there is none."""
+    try:
+        first = path.read_text(errors="replace").splitlines()[0]
+    except (OSError, IndexError):
+        return None
+    if not first.startswith("Text:"):
+        return None
+    return first[len("Text:") :].strip() or None
+
+
+def clip_phones(stem: Path, audio: np.ndarray | None = None) -> tuple[Phones | None, str]:
+    """The timed phones of the clip at ``stem`` (its path without suffix) and where they came from: its sidecar
+    ``<stem>.truth.json`` (the embedded corpus), else pocketsphinx on ``audio`` (or the clip's own file), forced
+    to the LRS-style transcript ``<stem>.txt`` when there is one that aligns, else by phone recognition.
+    ``(None, reason)`` when there is neither a sidecar nor readable audio, or the audio cannot be aligned."""
+    sidecar = stem.parent / f"{stem.name}.truth.json"
+    if sidecar.is_file():
+        phonemes = json.loads(sidecar.read_text()).get("phonemes")
+        if phonemes:
+            return [(str(phone), float(start), float(end)) for phone, start, end in phonemes], "sidecar"
+    if audio is None:
+        found = sorted(path for path in stem.parent.glob(f"{stem.name}.*") if path.suffix not in (".json", ".txt"))
+        try:
+            audio = read_audio(found[0]) if found else None
+        except MediaError:
+            audio = None
+    if audio is None:
+        return None, "no sidecar and no readable audio"
+    transcript = lrs_transcript(stem.parent / f"{stem.name}.txt")
+    if transcript:
+        try:
+            return align_phones(audio, transcript, name=str(stem)), "pocketsphinx, forced to its transcript"
+        except AlignmentError:
+            pass
+    try:
+        return align_phones(audio, name=str(stem)), "pocketsphinx phone recognition"
+    except AlignmentError as error:
+        return None, str(error)
 
 
 def _base(symbol: str) -> str:

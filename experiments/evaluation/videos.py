@@ -1,4 +1,10 @@
-"""Metrics of one talking-head video (with its audio track), optionally against the true video of the same clip."""
+"""Metrics of one talking-head video (with its audio track), optionally against the true video of the same clip.
+
+Its closure ratio (MediaPipe's inner-lip gap, :mod:`experiments.evaluation.closure`) is measured against the phones
+of the true clip's sidecar when ``truth`` is a corpus clip (else of the video's audio by pocketsphinx), beside its
+baselines: the first frame repeated (a static face), the video's mouth shuffled in time in blocks of 200 ms, and the
+true video.
+"""
 
 from pathlib import Path
 
@@ -8,6 +14,7 @@ import torch
 from datamodules import face
 from datamodules.audio import mel_spectrogram
 from datamodules.media import read_clip
+from experiments.evaluation.closure import closure_ratio, frame_classes, mouth_track, shuffled_in_time
 from experiments.evaluation.fidelity import fidelity_metrics, upper_face_sharpness
 from experiments.evaluation.measure import (
     Track,
@@ -16,6 +23,7 @@ from experiments.evaluation.measure import (
     syncnet_boxes,
     track_faces,
 )
+from experiments.evaluation.phones import Phones, clip_phones
 from lightning_modules.metrics import MOUTH, LandmarkDistance, LandmarkVelocityDistance
 from lightning_modules.sync_scoring import SFESyncExpert, SyncNetScorer, syncnet_crop
 from lightning_modules.video_metrics import cpbd, image_quality, mouth_audio_sync, speech_envelope
@@ -78,6 +86,22 @@ def sync_scores(
     return values
 
 
+def video_closure(frames: np.ndarray, track: Track, phones: Phones) -> dict[str, float]:
+    """The closure ratio of frames ``[T, H, W, 3]`` (MediaPipe ``track``) against ``phones``, of their first frame
+    repeated (``_static``, MediaPipe on it) and of their mouth track shuffled in blocks of 200 ms (``_shuffled``),
+    with the counts of closing-phone and open-vowel frames."""
+    opening = mouth_opening_track(track)
+    static = mouth_track(np.broadcast_to(frames[:1], frames.shape))
+    closing, open_vowel = frame_classes(phones, len(frames))
+    return {
+        "closure_ratio": closure_ratio(opening, phones),
+        "closure_ratio_static": closure_ratio(static, phones),
+        "closure_ratio_shuffled": closure_ratio(shuffled_in_time(opening), phones),
+        "closing_frames": float(closing.sum()),
+        "open_frames": float(open_vowel.sum()),
+    }
+
+
 def tracked(frames: np.ndarray, path: Path) -> Track:
     """The face track of the video at ``path``; NoFaceError naming the file when no frame has a face."""
     try:
@@ -101,9 +125,15 @@ def evaluate_video(
     values = {"frames": float(len(frames)), "face_ratio": track.face_ratio}
     values.update(frame_metrics(frames, track, speech_envelope(audio, len(frames))))
     values.update(sync_scores(frames, audio, mel_spectrogram(audio, len(frames)), track, syncnet, expert))
+    clip = truth if truth is not None else path  # a corpus clip's sidecar gives the phones, else pocketsphinx
+    phones, values["closure_phones"] = clip_phones(clip.parent / clip.stem, audio)
+    if phones is not None:
+        values.update(video_closure(frames, track, phones))
     if truth is not None:
         true_frames, _ = read_clip(truth)
         true_track = tracked(true_frames, truth)
+        if phones is not None:
+            values["closure_ratio_truth"] = closure_ratio(mouth_opening_track(true_track), phones)
         count = min(len(frames), len(true_frames))
         box = face.face_crop_box(true_track.landmarks[:count], np.ones(count, bool))
         quality = image_quality(
