@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from datamodules import face
-
 from datamodules.media import FPS, read_clip
 from datamodules.synthetic.articulation import PHONE_VISEMES, frame_visemes, viseme_segments
 from experiments.evaluation.measure import mouth_opening_track, track_faces
