@@ -194,7 +194,12 @@ def test_an_interrupted_generation_leaves_nothing_and_ends_in_one_sentence(
     monkeypatch.setattr(generation, "VideoStreamWriter", InterruptedWriter)
     handler = signal.getsignal(signal.SIGTERM)
     before = snapshot(tmp_path)
-    code, error = run_generate(capsys, {**inputs, "out": tmp_path / "made" / "video.mp4"})
+    # Ctrl-C raises KeyboardInterrupt also where the suite runs in the background, with SIGINT ignored
+    previous_sigint = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        code, error = run_generate(capsys, {**inputs, "out": tmp_path / "made" / "video.mp4"})
+    finally:
+        signal.signal(signal.SIGINT, previous_sigint)
     assert seen["partial"], "the video was being written when it was stopped"
     assert code == status
     assert one_error_line(error) == (
