@@ -14,7 +14,7 @@ from datamodules.sfe import SFEDataModule
 from experiments.cli import MACLCLI, RunError, main
 from lightning_modules.checkpoints import STAGE_KEY, CheckpointError
 from lightning_modules.nets.sfe import SpeechFeatureExtractor
-from lightning_modules.sfe import SFEPretraining, load_speech_feature_extractor
+from lightning_modules.sfe import REMOVED, SFEPretraining, drop_removed_parameters, load_speech_feature_extractor
 from tests.sfe_data import TINY, SyntheticClips, SyntheticSFEData
 from tests.toy import ToyData, ToyRegression
 from tests.trainer import fast_configs, fast_fit, quiet_trainer
@@ -261,6 +261,37 @@ def test_the_handoff_carries_the_settings_and_gives_old_checkpoints_the_default_
     assert type(old.net.content_memory).__name__ == "LinearReadout"
     for name, value in old.net.state_dict().items():
         torch.testing.assert_close(value, new.net.state_dict()[name], rtol=0, atol=0)
+
+
+def test_a_checkpoint_written_with_the_similarity_biases_loads_strictly_and_resumes(tmp_path):
+    """Older checkpoints hold a bias after each similarity's scale (the published one, removed as it never changed
+    a loss): it is dropped from the weights and from Adam's states, which follow their parameters."""
+    old = SFEPretraining(**TINY)
+    for loss in (old.sync_loss, old.speaker_loss):
+        loss.similarity.bias = torch.nn.Parameter(torch.tensor(-5.0))  # registered after the scale, as it was
+    data = SyntheticSFEData(steps=4, batch_size=4, train_clips=4)
+    trainer = quiet_trainer(max_steps=1, limit_val_batches=0)
+    trainer.fit(old, data)
+    trainer.save_checkpoint(tmp_path / "old.ckpt")
+    checkpoint = torch.load(tmp_path / "old.ckpt", weights_only=True)
+    assert set(REMOVED) <= set(checkpoint["state_dict"])
+
+    loaded = SFEPretraining.load_from_checkpoint(tmp_path / "old.ckpt")  # strict
+    for name, value in loaded.state_dict().items():
+        torch.testing.assert_close(value, old.state_dict()[name], rtol=0, atol=0, msg=name)
+    names = [name for name, _ in loaded.named_parameters()]
+    old_names = [name for name, _ in old.named_parameters()]
+    old_states = trainer.optimizers[0].state_dict()["state"]
+    drop_removed_parameters(checkpoint, names)
+    (states,) = checkpoint["optimizer_states"]
+    assert states["param_groups"][0]["params"] == list(range(len(names)))
+    for now, name in enumerate(names):
+        for key, value in states["state"][now].items():
+            torch.testing.assert_close(value, old_states[old_names.index(name)][key], rtol=0, atol=0, msg=name)
+
+    resumed = quiet_trainer(max_steps=2, limit_val_batches=0)
+    resumed.fit(SFEPretraining(**TINY), data, ckpt_path=tmp_path / "old.ckpt")
+    assert resumed.global_step == 2 and math.isfinite(resumed.callback_metrics["train/loss"])
 
 
 def accuracies(model: SFEPretraining, data: SFEDataModule, split: str, shuffles: int = 5) -> dict[str, float]:
