@@ -30,22 +30,22 @@ class InfoNCEOutput:
 
 
 class ScaledCosine(nn.Module):
-    """Cosine similarity times a learnable scale ``w`` plus a learnable bias ``b`` (init 10 and -5).
+    """Cosine similarity times a learnable scale ``w`` (the inverse temperature, init 10).
 
-    As in the published method; under a softmax cross-entropy the shared bias cancels (its gradient is 0),
-    only the scale (the inverse temperature) shapes the loss.
+    The published method also adds a learnable bias (init -5); a softmax cross-entropy is blind to a shift
+    shared by all logits (its gradient is 0), so it is left out (``SFEPretraining`` drops it from older
+    checkpoints).
     """
 
-    def __init__(self, scale: float = 10.0, bias: float = -5.0):
+    def __init__(self, scale: float = 10.0):
         super().__init__()
         self.scale = nn.Parameter(torch.tensor(scale))
-        self.bias = nn.Parameter(torch.tensor(bias))
 
     def forward(self, queries: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         """``[..., N, D]`` and ``[..., M, D]`` -> logits ``[..., N, M]``, computed in float32."""
         queries = F.normalize(queries.float(), dim=-1)
         candidates = F.normalize(candidates.float(), dim=-1)
-        return self.scale * queries @ candidates.transpose(-1, -2) + self.bias
+        return self.scale * queries @ candidates.transpose(-1, -2)
 
 
 class SyncInfoNCE(nn.Module):

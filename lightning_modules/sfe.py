@@ -30,6 +30,9 @@ AUDIO_PREFIX = "audio."
 EXPECTED = "an SFE checkpoint (written by lightning_modules.sfe.SFEPretraining)"
 ADDED_ARGUMENTS = ("step_stride",)
 """SFEPretraining arguments newer than the first checkpoints: those get the default when loaded."""
+REMOVED = ("sync_loss.similarity.bias", "speaker_loss.similarity.bias")
+"""Parameters of older checkpoints, each right after its module's ``similarity.scale``: the similarity biases,
+which never changed a loss (``losses.ScaledCosine``)."""
 
 
 class SFEPretraining(LightningModule):
@@ -161,6 +164,27 @@ class SFEPretraining(LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         stamp_stage(checkpoint, STAGE, type(self))
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        drop_removed_parameters(checkpoint, [name for name, _ in self.named_parameters()])
+
+
+def drop_removed_parameters(checkpoint: dict, names: list[str]) -> None:
+    """Drops :data:`REMOVED` from an older checkpoint's weights and from its optimiser states, whose entries are
+    numbered by position among the parameters (``names``: this module's, in order), so that it loads and resumes."""
+    removed = [name for name in REMOVED if name in checkpoint["state_dict"]]
+    if not removed:
+        return
+    for name in removed:
+        del checkpoint["state_dict"][name]
+    then = []  # the parameter names in the checkpoint's order
+    for name in names:
+        then += [name] + [bias for bias in removed if bias == name.removesuffix("scale") + "bias"]
+    position = {then.index(name): now for now, name in enumerate(names)}  # the checkpoint's position -> ours
+    for optimizer in checkpoint.get("optimizer_states", []):
+        optimizer["state"] = {position[old]: state for old, state in optimizer["state"].items() if old in position}
+        for group in optimizer["param_groups"]:
+            group["params"] = [position[old] for old in group["params"] if old in position]
 
 
 @dataclass

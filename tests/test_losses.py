@@ -17,7 +17,6 @@ def per_clip_sync_loss(similarity: ScaledCosine, audio: torch.Tensor, visual: to
             logits = torch.stack(
                 [
                     similarity.scale * F.cosine_similarity(audio[clip, step], visual[clip, other], dim=0)
-                    + similarity.bias
                     for other in range(steps)
                 ]
             )
@@ -95,10 +94,18 @@ def test_speaker_loss_targets_start_at_the_rank_offset():
     assert out.targets.tolist() == [2, 3] and out.accuracy(1) == 1.0
 
 
-def test_scale_and_bias_are_learnable_with_the_published_initial_values():
-    similarity = ScaledCosine()
-    assert similarity.scale.requires_grad and similarity.bias.requires_grad
-    assert (similarity.scale.item(), similarity.bias.item()) == (10.0, -5.0)
+def test_the_scale_is_learnable_with_the_published_initial_value_and_a_shared_shift_would_change_nothing():
+    """The published bias (a shift of every logit, init -5) is left out: the loss and its gradients are blind to it."""
+    torch.manual_seed(0)
+    audio, visual = torch.randn(4, 6, 8, requires_grad=True), torch.randn(4, 6, 8)
+    loss_fn = SyncInfoNCE()
+    assert loss_fn.similarity.scale.requires_grad and loss_fn.similarity.scale.item() == 10.0
+    assert [name for name, _ in loss_fn.named_parameters()] == ["similarity.scale"]
+    loss = loss_fn(audio, visual).loss
+    expected = torch.autograd.grad(loss, audio)[0]
+    shifted = F.cross_entropy((loss_fn(audio, visual).logits - 5.0).flatten(0, 1), torch.arange(6).repeat(4))
+    torch.testing.assert_close(shifted, loss)
+    torch.testing.assert_close(torch.autograd.grad(shifted, audio)[0], expected)
 
 
 def test_memory_perplexity_is_slot_count_when_uniform_and_one_when_collapsed():

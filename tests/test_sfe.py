@@ -14,7 +14,7 @@ from datamodules.sfe import SFEDataModule
 from experiments.cli import MACLCLI, RunError, main
 from lightning_modules.checkpoints import STAGE_KEY, CheckpointError
 from lightning_modules.nets.sfe import SpeechFeatureExtractor
-from lightning_modules.sfe import SFEPretraining, load_speech_feature_extractor
+from lightning_modules.sfe import REMOVED, SFEPretraining, drop_removed_parameters, load_speech_feature_extractor
 from tests.sfe_data import TINY, SyntheticClips, SyntheticSFEData
 from tests.toy import ToyData, ToyRegression
 from tests.trainer import fast_configs, fast_fit, quiet_trainer
@@ -263,6 +263,37 @@ def test_the_handoff_carries_the_settings_and_gives_old_checkpoints_the_default_
         torch.testing.assert_close(value, new.net.state_dict()[name], rtol=0, atol=0)
 
 
+def test_a_checkpoint_written_with_the_similarity_biases_loads_strictly_and_resumes(tmp_path):
+    """Older checkpoints hold a bias after each similarity's scale (the published one, removed as it never changed
+    a loss): it is dropped from the weights and from Adam's states, which follow their parameters."""
+    old = SFEPretraining(**TINY)
+    for loss in (old.sync_loss, old.speaker_loss):
+        loss.similarity.bias = torch.nn.Parameter(torch.tensor(-5.0))  # registered after the scale, as it was
+    data = SyntheticSFEData(steps=4, batch_size=4, train_clips=4)
+    trainer = quiet_trainer(max_steps=1, limit_val_batches=0)
+    trainer.fit(old, data)
+    trainer.save_checkpoint(tmp_path / "old.ckpt")
+    checkpoint = torch.load(tmp_path / "old.ckpt", weights_only=True)
+    assert set(REMOVED) <= set(checkpoint["state_dict"])
+
+    loaded = SFEPretraining.load_from_checkpoint(tmp_path / "old.ckpt")  # strict
+    for name, value in loaded.state_dict().items():
+        torch.testing.assert_close(value, old.state_dict()[name], rtol=0, atol=0, msg=name)
+    names = [name for name, _ in loaded.named_parameters()]
+    old_names = [name for name, _ in old.named_parameters()]
+    old_states = trainer.optimizers[0].state_dict()["state"]
+    drop_removed_parameters(checkpoint, names)
+    (states,) = checkpoint["optimizer_states"]
+    assert states["param_groups"][0]["params"] == list(range(len(names)))
+    for now, name in enumerate(names):
+        for key, value in states["state"][now].items():
+            torch.testing.assert_close(value, old_states[old_names.index(name)][key], rtol=0, atol=0, msg=name)
+
+    resumed = quiet_trainer(max_steps=2, limit_val_batches=0)
+    resumed.fit(SFEPretraining(**TINY), data, ckpt_path=tmp_path / "old.ckpt")
+    assert resumed.global_step == 2 and math.isfinite(resumed.callback_metrics["train/loss"])
+
+
 def accuracies(model: SFEPretraining, data: SFEDataModule, split: str, shuffles: int = 5) -> dict[str, float]:
     """Sync top-1 with the true audio and with time-shuffled audio (mean of ``shuffles`` permutations), and
     identity top-1 with its chance (other clips of a query's speaker masked out, as in training), over the
@@ -289,7 +320,8 @@ def accuracies(model: SFEPretraining, data: SFEDataModule, split: str, shuffles:
     return {name: total / clips for name, total in totals.items()}
 
 
-# The default suite's learning test on the real pipeline: what a short fit of a tiny SFE must reach.
+# What a short fit of a tiny SFE on the session shards must reach (a slow test: not robust across seeds; the default
+# suite's learning test on the real pipeline is the MDN's in tests/test_mdn.py).
 SESSION_FIT = dict(epochs=120, lr=3e-3, steps=8)
 SYNC_MARGIN = 0.05  # held-out sync top-1 over the time-shuffled audio's (chance 1/8); see the test's docstring
 
@@ -316,7 +348,8 @@ def test_a_short_fit_on_the_session_corpus_learns_sync_that_holds_on_held_out_sp
     windows) through SFEDataModule into SFEPretraining: after a short fit on the training speaker's two clips,
     the held-out clips' sync top-1 (val and test splits) beats the same model's with time-shuffled audio by
     SYNC_MARGIN. Not yet robust, so marked slow: seeds 0-4 gave margins 0.087, -0.009, 0.066, -0.163 and 0.041
-    (sync 0.203, 0.094, 0.156, 0.031, 0.156); two people in two clips are too little for this fit (issue 24)."""
+    (sync 0.203, 0.094, 0.156, 0.031, 0.156); two people in two clips are too little for this fit (issue 24).
+    The default suite's learning test on these shards is the MDN's (tests/test_mdn.py), robust over seeds."""
     figures = short_fit_on_session_shards(synthetic_shards, seed=0)
     assert figures["sync"] >= figures["shuffled"] + SYNC_MARGIN, figures
 
