@@ -37,7 +37,7 @@ from experiments.evaluation.closure import (
     speech_measures,
 )
 from experiments.evaluation.columns import commit
-from experiments.evaluation.phones import AlignmentError, align_phones
+from experiments.evaluation.phones import AlignmentError, align_phones, clip_phones
 from experiments.evaluation.real_data import MissingDataError, items, locate
 from experiments.generate import GenerationError, generate
 from lightning_modules.checkpoints import CheckpointError
@@ -98,8 +98,7 @@ def corpus_rows(corpus: Path, split: str, clips: int, models: dict, videos: Path
             by_speaker.setdefault(clip.speaker, []).append(clip.path)
     chosen = [clip for group in zip(*by_speaker.values(), strict=False) for clip in group][:clips]
     for clip in chosen:
-        sidecar = json.loads(clip.with_name(f"{clip.stem}.truth.json").read_text())
-        phones = [tuple(phone) for phone in sidecar["phonemes"]]
+        phones, _ = clip_phones(clip.with_suffix(""))
         frames, audio = read_clip(clip)
         image = scratch / "reference.png"
         Image.fromarray(frames[0]).save(image)
