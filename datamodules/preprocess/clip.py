@@ -88,12 +88,9 @@ def _encoded_crops(frames: Iterable[np.ndarray], face_box: face.CropBox, mouth_b
     memory holds JPEG bytes, not raw crops: ``(face_jpeg, face_offsets), (mouth_jpeg, mouth_offsets)``."""
     faces, mouths = [], []
     for frame, mouth_box in zip(frames, mouth_boxes, strict=True):
-        faces.append(face.encode_jpeg([face_box.cut(frame, face.FACE_CROP_SIZE)])[0])
-        mouths.append(face.encode_jpeg([mouth_box.cut(frame, face.MOUTH_CROP_SIZE)])[0])
-    return tuple(
-        (np.concatenate(blobs), np.concatenate([[0], np.cumsum([len(blob) for blob in blobs])]).astype(np.int64))
-        for blobs in (faces, mouths)
-    )
+        faces.append(face.jpeg_bytes(face_box.cut(frame, face.FACE_CROP_SIZE)))
+        mouths.append(face.jpeg_bytes(mouth_box.cut(frame, face.MOUTH_CROP_SIZE)))
+    return face.pack_jpegs(faces), face.pack_jpegs(mouths)
 
 
 def process_clip(clip: Clip) -> dict:
