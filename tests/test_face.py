@@ -1,5 +1,6 @@
 """Face Mesh -> iBUG-68 mapping, registration and crops (the datamodules/face package) on a real photo."""
 
+import cv2
 import numpy as np
 import pytest
 import skimage.data
@@ -156,6 +157,12 @@ def test_crops_and_jpeg_roundtrip(astronaut):
     decoded = face.decode_jpeg(blob, offsets, 1)
     assert decoded.shape == (128, 128, 3)
     assert np.abs(decoded.astype(int) - crop[::2, ::2]).mean() < 4
+
+
+def test_jpeg_bytes_are_opencvs_encoding_of_the_image_in_bgr(astronaut):
+    image = astronaut[0][100:356, 150:406]  # RGB, a view with the photo's row stride, as a crop of a frame may be
+    bgr = np.ascontiguousarray(image[..., ::-1])
+    assert np.array_equal(face.jpeg_bytes(image), cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 90])[1])
 
 
 def random_poses(rng, count):

@@ -12,9 +12,11 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import cv2
 import imageio_ffmpeg
 import numpy as np
 import pytest
+import torch
 from litdata import StreamingDataset
 
 from datamodules import preprocess as preprocessing
@@ -22,7 +24,7 @@ from datamodules.corpus import CorpusError, discover
 from datamodules.face import mouth_opening
 from datamodules.media import open_clip, read_audio, read_video, write_video
 from datamodules.preprocess import packaging
-from datamodules.preprocess.clip import DecodedOnce
+from datamodules.preprocess.clip import DecodedOnce, _one_thread
 from tests.test_datamodules import ClipIds
 
 
@@ -384,3 +386,18 @@ def test_a_clip_that_fits_the_budget_is_decoded_once_for_its_two_passes(budget, 
     first, second = [frame.copy() for frame in decoded], list(decoded)
     assert decoder.passes == decodings
     assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True)) and len(second) == 10
+
+
+def test_the_crop_pass_runs_on_one_thread_and_gives_the_thread_pools_back_even_on_an_error():
+    before = cv2.getNumThreads(), torch.get_num_threads()
+    cv2.setNumThreads(3)
+    torch.set_num_threads(3)
+    try:
+        with pytest.raises(RuntimeError, match="mid-pass"), _one_thread():
+            inside = cv2.getNumThreads(), torch.get_num_threads()
+            raise RuntimeError("a clip failed mid-pass")
+        assert inside == (1, 1)
+        assert (cv2.getNumThreads(), torch.get_num_threads()) == (3, 3)
+    finally:
+        cv2.setNumThreads(before[0])
+        torch.set_num_threads(before[1])

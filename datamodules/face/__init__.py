@@ -31,7 +31,9 @@ from datamodules.face.crops import (
     decode_jpeg,
     encode_jpeg,
     face_crop_box,
+    jpeg_bytes,
     mouth_crop_boxes,
+    pack_jpegs,
 )
 from datamodules.face.geometry import (
     CANONICAL_FACE,
@@ -87,9 +89,11 @@ __all__ = [
     "face_crop_box",
     "fill_gaps",
     "inner_lip_area",
+    "jpeg_bytes",
     "mouth_crop_boxes",
     "mouth_opening",
     "native_stderr_silenced",
+    "pack_jpegs",
     "reference_index",
     "register",
     "relative_pose",

@@ -96,11 +96,21 @@ def mouth_crop_boxes(landmarks: np.ndarray) -> list[CropBox]:
     return [CropBox(float(x), float(y + 0.1 * side), side) for x, y in centres]
 
 
-def encode_jpeg(images: list[np.ndarray], quality: int = 90) -> tuple[np.ndarray, np.ndarray]:
-    """RGB uint8 images as one JPEG byte blob ``[bytes]`` and its offsets ``[N + 1]``."""
-    encoded = [cv2.imencode(".jpg", image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])[1] for image in images]
+def jpeg_bytes(image: np.ndarray, quality: int = 90) -> np.ndarray:
+    """One RGB uint8 image ``[H, W, 3]`` as JPEG bytes ``[bytes]``; cvtColor makes OpenCV's BGR in a tenth of the
+    time of copying the reversed-channel view (the bytes are the same)."""
+    return cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])[1]
+
+
+def pack_jpegs(encoded: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """JPEG images (``jpeg_bytes``) as one byte blob ``[bytes]`` and its offsets ``[N + 1]``."""
     offsets = np.concatenate([[0], np.cumsum([len(blob) for blob in encoded])]).astype(np.int64)
     return np.concatenate(encoded).astype(np.uint8), offsets
+
+
+def encode_jpeg(images: list[np.ndarray], quality: int = 90) -> tuple[np.ndarray, np.ndarray]:
+    """RGB uint8 images as one JPEG byte blob ``[bytes]`` and its offsets ``[N + 1]``."""
+    return pack_jpegs([jpeg_bytes(image, quality) for image in images])
 
 
 def decode_jpeg(blob: np.ndarray, offsets: np.ndarray, index: int) -> np.ndarray:

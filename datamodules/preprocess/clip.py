@@ -1,8 +1,11 @@
 """One clip -> its shard record: decoding, Face Mesh landmarks, registration, crops and the mel spectrogram."""
 
+import contextlib
 from collections.abc import Iterable, Iterator
 
+import cv2
 import numpy as np
+import torch
 
 from datamodules import face
 from datamodules.audio import mel_spectrogram
@@ -83,17 +86,28 @@ def skip_kind(reason: str) -> str:
     return next((kind for words, kind in SKIP_KINDS if words in reason), "for another reason")
 
 
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """OpenCV and torch on one thread each inside the block: a worker is one clip on one core, where their thread
+    pools only add CPU time (on a shared 2-core machine two threads cost the mel 17 times one's, the warps 1.2)."""
+    cv2_threads, torch_threads = cv2.getNumThreads(), torch.get_num_threads()
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(cv2_threads)
+        torch.set_num_threads(torch_threads)
+
+
 def _encoded_crops(frames: Iterable[np.ndarray], face_box: face.CropBox, mouth_boxes: list[face.CropBox]):
     """The face and mouth crops of every frame in one decoding pass, each JPEG-encoded as soon as it is cut, so
     memory holds JPEG bytes, not raw crops: ``(face_jpeg, face_offsets), (mouth_jpeg, mouth_offsets)``."""
     faces, mouths = [], []
     for frame, mouth_box in zip(frames, mouth_boxes, strict=True):
-        faces.append(face.encode_jpeg([face_box.cut(frame, face.FACE_CROP_SIZE)])[0])
-        mouths.append(face.encode_jpeg([mouth_box.cut(frame, face.MOUTH_CROP_SIZE)])[0])
-    return tuple(
-        (np.concatenate(blobs), np.concatenate([[0], np.cumsum([len(blob) for blob in blobs])]).astype(np.int64))
-        for blobs in (faces, mouths)
-    )
+        faces.append(face.jpeg_bytes(face_box.cut(frame, face.FACE_CROP_SIZE)))
+        mouths.append(face.jpeg_bytes(mouth_box.cut(frame, face.MOUTH_CROP_SIZE)))
+    return face.pack_jpegs(faces), face.pack_jpegs(mouths)
 
 
 def process_clip(clip: Clip) -> dict:
@@ -120,13 +134,15 @@ def process_clip(clip: Clip) -> dict:
     crop_landmarks = face_box.to_crop(landmarks, face.FACE_CROP_SIZE)
     registered, pose = face.register(crop_landmarks)
     mouth_boxes = face.mouth_crop_boxes(landmarks)
-    (face_jpeg, face_offsets), (mouth_jpeg, mouth_offsets) = _encoded_crops(decoded, face_box, mouth_boxes)
+    with _one_thread():
+        (face_jpeg, face_offsets), (mouth_jpeg, mouth_offsets) = _encoded_crops(decoded, face_box, mouth_boxes)
+        mel = mel_spectrogram(audio, len(frames)).astype(np.float16)
     return {
         "clip": clip.clip_id,
         "speaker": clip.speaker,
         "split": clip.split,
         "frames": len(frames),
-        "mel": mel_spectrogram(audio, len(frames)).astype(np.float16),
+        "mel": mel,
         "landmarks": crop_landmarks,
         "registered": registered,
         "pose": pose,
