@@ -60,9 +60,9 @@ class LiveLandmarks:
             window["logits"] = pooled.expand_as(window["logits"])
             self.emitted_logits += mixture["logits"][0, :frames].sum(0)
         registered, pose = mdn.tracks(window, self.reference[None], self.mode, smoothing=self.smoothing)
-        kept = window["logits"].shape[1] - encoded.shape[1]  # past frames before the new ones
-        emitted = slice(kept, kept + frames)
-        keep = slice(max(0, kept + frames - smoothing_radius(self.smoothing)), kept + frames)
-        self.past = {name: value[:, keep] for name, value in window.items()}
+        past = window["logits"].shape[1] - encoded.shape[1]  # emitted frames before the heard ones
+        now = slice(past, past + frames)
+        next_past = slice(max(0, past + frames - smoothing_radius(self.smoothing)), past + frames)
+        self.past = {name: value[:, next_past] for name, value in window.items()}
         self.heard, self.emitted = encoded[:, frames:], first + frames
-        return registered[0, 0, emitted], pose[0, 0, emitted]
+        return registered[0, 0, now], pose[0, 0, now]
