@@ -7,7 +7,9 @@ does not jump at a chunk boundary). Only one chunk's features and landmarks are 
 
 A live mode bounds the future instead: ``lookahead`` frames after the chunk (``overlap`` before it stays), so the
 first frame of a chunk waits for ``chunk + lookahead + MEL_CONTEXT_FRAMES`` frames of audio from its own start
-(``experiments/bench/lookahead.py`` measures what each look-ahead costs in latency and lip accuracy).
+(``experiments/bench/lookahead.py`` measures what each look-ahead costs in latency and lip accuracy). Recomputing
+the past context costs most of a small chunk's time; ``live_landmark_chunks`` instead hands a stateful model
+(``lightning_modules.mdn_live.LiveLandmarks``) each frame's mel window once and keeps no context here.
 """
 
 from collections.abc import Callable, Iterator
@@ -28,6 +30,9 @@ OVERLAP_FRAMES = 25  # 1 s
 
 # (audio windows [1, n, 20, 80], chunk index) -> registered landmarks [n, 68, 3], relative pose [n, 6]
 Predictor = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
+# (audio windows [1, n, 20, 80] of the frames heard since the last call, frames to emit f) -> registered landmarks
+# [f, 68, 3], relative pose [f, 6] of the next f frames; a stateful model keeps what it heard after them as look-ahead
+LiveStep = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
 
 
 def audio_features(speech: Speech, start: int, stop: int) -> np.ndarray:
@@ -91,3 +96,16 @@ def landmark_chunks(
             pose[core] = weight[:, None] * pose[core] + (1 - weight[:, None]) * tail_pose[:blend]
         tail_registered, tail_pose = registered[stop - low :], pose[stop - low :]
         yield Chunk(index, start, stop, registered[start - low : stop - low], pose[start - low : stop - low])
+
+
+def live_landmark_chunks(speech: Speech, step: LiveStep, chunk: int, lookahead: int) -> Iterator[Chunk]:
+    """Landmarks of every video frame of ``speech``, one chunk of ``chunk`` frames at a time, from a stateful
+    ``step`` that has heard ``lookahead`` frames after the chunk: each frame's mel windows are computed and handed
+    over once, so no past context is recomputed (the model carries it)."""
+    total, heard = speech.frames, 0
+    for index, start in enumerate(range(0, total, chunk)):
+        stop = min(start + chunk, total)
+        high = min(total, stop + lookahead)
+        registered, pose = step(audio_features(speech, heard, high)[None], stop - start)
+        heard = high
+        yield Chunk(index, start, stop, np.asarray(registered, np.float32), np.asarray(pose, np.float32))

@@ -11,11 +11,16 @@ import torch.nn.functional as F
 MODES = ("max", "mean", "sample")
 
 
+def smoothing_radius(sigma: float) -> int:
+    """Frames on each side of a frame that ``gaussian_smooth`` with ``sigma`` reads (0 when it smooths nothing)."""
+    return max(1, math.ceil(3 * sigma)) if sigma > 0 else 0
+
+
 def gaussian_smooth(tracks: torch.Tensor, sigma: float) -> torch.Tensor:
     """``[..., T, D]`` smoothed along T by a Gaussian of ``sigma`` frames (edges repeated); ``sigma`` 0: unchanged."""
     if sigma <= 0 or tracks.shape[-2] < 2:
         return tracks
-    radius = max(1, math.ceil(3 * sigma))
+    radius = smoothing_radius(sigma)
     kernel = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, device=tracks.device) / sigma) ** 2)
     kernel = (kernel / kernel.sum()).to(tracks.dtype)
     shape = tracks.shape

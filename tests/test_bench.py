@@ -128,9 +128,11 @@ def test_lookahead_as_long_as_the_clip_predicts_as_offline_and_none_does_not(syn
 
     mdn = load_landmark_mdn(tiny_runs["mdn"] / "checkpoints" / "last.ckpt")
     whole, blind = Setting(5, 100, 100), Setting(5, 100, 0)  # 100 frames of context: more than a 2 s clip
-    measured, evaluated = measure(mdn, synthetic_shards, 1, [OFFLINE, whole, blind])
+    live_whole, live_blind = Setting(5, 0, 100, stateful=True), Setting(5, 0, 0, stateful=True)
+    measured, evaluated = measure(mdn, synthetic_shards, 1, [OFFLINE, whole, blind, live_whole, live_blind])
     assert measured[OFFLINE].lmd("offline") == 0
     # without future context the BiGRU's backward half differs (so the measure can fail); with it, nothing does
-    assert measured[whole].lmd("offline") < 1e-2 * measured[blind].lmd("offline")
-    assert abs(measured[whole].lmd("truth") - evaluated) < 1e-3  # as make evaluate predicts whole clips
-    assert len(measured[blind].chunk_seconds) == 10 and measured[blind].real_time_factor > 0
+    for full, bounded in ((whole, blind), (live_whole, live_blind)):
+        assert measured[full].lmd("offline") < 1e-2 * measured[bounded].lmd("offline"), full
+        assert abs(measured[full].lmd("truth") - evaluated) < 1e-3  # as make evaluate predicts whole clips
+        assert len(measured[bounded].chunk_seconds) == 10 and measured[bounded].real_time_factor > 0

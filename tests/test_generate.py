@@ -26,7 +26,7 @@ from datamodules.media import (
 )
 from datamodules.photo import PhotoError, load_photo, load_reference, reference_from_photo
 from experiments import generate as generation
-from experiments.streaming import Chunk, audio_features, landmark_chunks, whole_audio_features
+from experiments.streaming import Chunk, audio_features, landmark_chunks, live_landmark_chunks, whole_audio_features
 from tests.speech_data import speech_like as _speech_like
 from tests.trainer import fast_fit
 
@@ -261,6 +261,22 @@ def test_landmark_chunks_bound_the_future_context_to_the_lookahead(speech_wav, t
         chunks = list(landmark_chunks(speech, still, chunk=4, overlap=6, lookahead=lookahead))
         assert [part.start for part in chunks] == list(starts)
         assert spans == [min(speech.frames, start + 4 + future) - max(0, start - 6) for start in starts]
+
+
+def test_live_landmark_chunks_hand_each_frame_over_once_with_the_lookahead_heard(speech_wav, tmp_path):
+    speech = decode_speech(speech_wav, tmp_path / "s.wav")
+    total, handed, calls = speech.frames, [], []
+
+    def stateful(windows: np.ndarray, frames: int):  # records the windows handed over and the frames asked for
+        handed.append(windows[0])
+        calls.append((sum(len(part) for part in handed), frames))
+        return np.zeros((frames, 68, 3), np.float32), np.zeros((frames, 6), np.float32)
+
+    chunks = list(live_landmark_chunks(speech, stateful, chunk=4, lookahead=2))
+    starts = range(0, total, 4)
+    assert [(part.start, part.stop) for part in chunks] == [(start, min(start + 4, total)) for start in starts]
+    assert calls == [(min(total, start + 4 + 2), min(4, total - start)) for start in starts]  # heard, emitted
+    assert np.array_equal(np.concatenate(handed), whole_audio_features(speech.read(0, speech.samples)))
 
 
 def test_chunk_landmarks_in_image_space_are_placed_as_the_photo(astronaut):

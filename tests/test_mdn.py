@@ -19,6 +19,7 @@ from experiments.mdn_figures import main as mdn_figures_main
 from lightning_modules.checkpoints import CheckpointError, stamp_stage
 from lightning_modules.mdn import LandmarkMDN, load_landmark_mdn
 from lightning_modules.mdn_decoding import crossfaded, decode, gaussian_smooth
+from lightning_modules.mdn_live import LiveLandmarks
 from lightning_modules.mdn_loss import MixtureNLL, landmark_weights
 from lightning_modules.metrics import MouthOpeningCorrelation, SampleDiversity
 from lightning_modules.nets.mdn import phase_features
@@ -260,6 +261,51 @@ def test_clip_scope_keeps_one_component_for_a_whole_generated_track():
     track = model.generate(audio, reference, mode="max")["registered"][0]  # [T, 68, 3]
     component = model.denormalise(per_window["means"][:, :, chosen], reference[None])[0][0]
     torch.testing.assert_close(track, component, atol=1e-5, rtol=1e-5)
+
+
+# Live decoding
+
+
+def live_chunks(live: LiveLandmarks, audio: torch.Tensor, chunk: int, lookahead: int) -> list[torch.Tensor]:
+    """Registered landmarks ``[chunk, 68, 3]`` per chunk of ``audio [1, T, 20, 80]``, each chunk decoded when
+    ``lookahead`` frames after it have been heard, every frame's window handed over once."""
+    frames, heard, parts = audio.shape[1], 0, []
+    for start in range(0, frames, chunk):
+        stop = min(start + chunk, frames)
+        high = min(frames, stop + lookahead)
+        parts.append(live(audio[:, heard:high], stop - start)[0])
+        heard = high
+    return parts
+
+
+@pytest.mark.parametrize(("chunk", "scope", "mode"), [(23, "frame", "max"), (4, "frame", "mean"), (4, "clip", "max")])
+def test_live_decoding_with_the_whole_recording_as_look_ahead_equals_generate(chunk, scope, mode):
+    """One chunk, or chunks of 4 whose look-ahead reaches the end: the carried forward state, the cached encodings,
+    the smoothing over past frames and the clip's pooled logits give what ``generate`` gives (closure head on)."""
+    torch.manual_seed(0)
+    model = small_model(closure_weight=1.0, mixture_scope=scope, statistics=None).eval()  # normalised units
+    reference, audio = fixed_batch()["reference"][0], torch.rand(1, 23, 20, 80)
+    expected = model.generate(audio, reference, mode=mode)["registered"][0]
+    track = torch.cat(live_chunks(LiveLandmarks(model, reference, mode), audio, chunk, lookahead=23))
+    torch.testing.assert_close(track, expected, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="mode max or mean"):
+        LiveLandmarks(model, reference, "sample")
+
+
+def test_a_live_chunk_carries_the_whole_past_and_sees_only_its_look_ahead():
+    """Without smoothing, a chunk decoded live equals ``generate`` on the audio up to the end of its look-ahead:
+    the forward direction has run over the whole past (carried, not restarted per chunk), the backward direction
+    only from the look-ahead's end."""
+    torch.manual_seed(0)
+    model = small_model(smoothing=0.0, statistics=None).eval()  # normalised units: the states count fully
+    reference, audio = fixed_batch()["reference"][0], torch.rand(1, 23, 20, 80)
+    parts = live_chunks(LiveLandmarks(model, reference), audio, chunk=4, lookahead=2)
+    for start, part in zip(range(0, 23, 4), parts, strict=True):
+        heard = audio[:, : min(23, start + 4 + 2)]
+        expected = model.generate(heard, reference)["registered"][0, start : start + 4]
+        torch.testing.assert_close(part, expected, atol=1e-5, rtol=1e-5)
+    whole = model.generate(audio, reference)["registered"][0]
+    assert (torch.cat(parts) - whole).abs().max() > 1e-4, "a bounded look-ahead should change the backward states"
 
 
 def test_reference_noise_reaches_the_reference_encoder_in_training_only():

@@ -3,17 +3,19 @@ frame out and the lip accuracy (mouth LMD) each setting costs, against today's o
 
 The MDN (``BENCH_MDN``, default the shipped ``weights/mdn.ckpt``; its most likely component, as ``make evaluate``)
 predicts the landmarks of the embedded corpus's held-out clips (the first ``BENCH_LOOKAHEAD_CLIPS``, default 2, of
-the test split of ``data/shards/synthetic``, their audio from the raw corpus) through
+the test split of ``data/shards/synthetic``, their audio from the raw corpus) in three ways: through
 ``experiments.streaming.landmark_chunks`` with chunks of ``chunk`` frames, 25 frames of past context and
-``look-ahead`` frames of future context, and offline (chunks of 250 frames with 25 of context on each side: a
-clip whole). Per setting: the mouth LMD against the truth (``make evaluate``'s measure, inter-ocular units) and
-against the offline prediction; the latency = the audio the first frame of a chunk waits for, (chunk + look-ahead +
-4 frames of mel context) / 25 s from the start of its own frame, plus the median compute time of a chunk (audio
-features, the MDN, the cross-fade); the real-time factor (compute over audio seconds; above 1 a live stream falls
-behind). The MDN runs in one torch thread (a live mode leaves the other cores to the renderer; on a loaded
-machine more threads only contend). A setting is live-ready when its latency is at most 0.5 s, its real-time
-factor at most 1 and its mouth LMD within 10% of offline. LMD does not depend on the machine's load; the latency
-and real-time factor do.
+``look-ahead`` frames of future context, all recomputed for every chunk; statefully, through ``live_landmark_chunks``
+and ``lightning_modules.mdn_live.LiveLandmarks`` (each frame's audio encoded once, the BiGRU's forward state carried
+over, its backward direction over the chunk and its look-ahead); and offline (chunks of 250 frames with 25 of
+context on each side: a clip whole). Per setting: the mouth LMD against the truth (``make evaluate``'s measure,
+inter-ocular units) and against the offline prediction; the latency = the audio the first frame of a chunk waits
+for, (chunk + look-ahead + 4 frames of mel context) / 25 s from the start of its own frame, plus the median compute
+time of a chunk (audio features, the MDN, the cross-fade); the real-time factor (compute over audio seconds; above 1
+a live stream falls behind). The MDN runs in one torch thread (a live mode leaves the other cores to the renderer;
+on a loaded machine more threads only contend). A setting is live-ready when its latency is at most 0.5 s, its
+real-time factor at most 1 and its mouth LMD within 10% of offline. LMD does not depend on the machine's load; the
+latency and real-time factor do.
 """
 
 import os
@@ -34,7 +36,16 @@ from experiments.bench.report import Row, at_most
 from experiments.evaluation.columns import mean_metrics
 from experiments.evaluation.split import raw_audio, split_records, variant_tracks
 from experiments.evaluation.videos import landmark_metrics
-from experiments.streaming import CHUNK_FRAMES, MEL_CONTEXT_FRAMES, OVERLAP_FRAMES, Predictor, landmark_chunks
+from experiments.streaming import (
+    CHUNK_FRAMES,
+    MEL_CONTEXT_FRAMES,
+    OVERLAP_FRAMES,
+    Chunk,
+    LiveStep,
+    Predictor,
+    landmark_chunks,
+    live_landmark_chunks,
+)
 
 MDN = Path(os.environ.get("BENCH_MDN", "weights/mdn.ckpt"))
 SHARDS = Path("data/shards/synthetic")
@@ -42,17 +53,21 @@ CLIPS = int(os.environ.get("BENCH_LOOKAHEAD_CLIPS", 2))
 PAST_FRAMES = OVERLAP_FRAMES  # context before a live chunk
 CHUNKS = (1, 5, 10, 25)
 LOOKAHEADS = (0, 2, 5, 10, 25)
+STATEFUL_CHUNKS = (1, 5, 10)
+STATEFUL_LOOKAHEADS = (0, 2, 5, 10)
 MAX_LATENCY = 0.5  # seconds
 LMD_MARGIN = 1.1  # within 10% of offline
 
 
 @dataclass(frozen=True)
 class Setting:
-    """Chunks of ``chunk`` frames, ``past`` frames of context before each and ``lookahead`` after."""
+    """Chunks of ``chunk`` frames, ``past`` frames of context recomputed before each and ``lookahead`` after;
+    ``stateful``: the live decoder, which recomputes no past (it carries it)."""
 
     chunk: int
     past: int
     lookahead: int
+    stateful: bool = False
 
     @property
     def waiting_seconds(self) -> float:
@@ -60,6 +75,8 @@ class Setting:
         return (self.chunk + self.lookahead + MEL_CONTEXT_FRAMES) / FPS
 
     def __str__(self) -> str:
+        if self.stateful:
+            return f"stateful, chunk {self.chunk}, look-ahead {self.lookahead} frames"
         return f"chunk {self.chunk}, past {self.past}, look-ahead {self.lookahead} frames"
 
 
@@ -87,8 +104,11 @@ class Measured:
 
 
 def settings() -> list[Setting]:
-    """The offline setting, then the live grid (chunk x look-ahead, ``PAST_FRAMES`` of past context)."""
-    return [OFFLINE, *(Setting(chunk, PAST_FRAMES, lookahead) for chunk in CHUNKS for lookahead in LOOKAHEADS)]
+    """The offline setting, the recomputing live grid (chunk x look-ahead, ``PAST_FRAMES`` of past context), then
+    the stateful grid."""
+    recomputing = [Setting(chunk, PAST_FRAMES, lookahead) for chunk in CHUNKS for lookahead in LOOKAHEADS]
+    stateful = [Setting(chunk, 0, lookahead, True) for chunk in STATEFUL_CHUNKS for lookahead in STATEFUL_LOOKAHEADS]
+    return [OFFLINE, *recomputing, *stateful]
 
 
 def mdn_predictor(mdn, reference: np.ndarray) -> Predictor:
@@ -102,10 +122,30 @@ def mdn_predictor(mdn, reference: np.ndarray) -> Predictor:
     return predict
 
 
-def chunked_track(speech: Speech, predict: Predictor, setting: Setting) -> tuple[np.ndarray, list[float]]:
-    """Registered landmarks ``[T, 68, 3]`` of ``speech`` predicted chunk by chunk, and each chunk's seconds."""
+def mdn_live_step(mdn, reference: np.ndarray) -> LiveStep:
+    """``live_landmark_chunks``' step: a fresh live decoder of the MDN's most likely component for the registered
+    ``reference [68, 3]``."""
+    from lightning_modules.mdn_live import LiveLandmarks
+
+    live = LiveLandmarks(mdn, torch.from_numpy(reference), mode="max")
+
+    def step(windows: np.ndarray, frames: int) -> tuple[np.ndarray, np.ndarray]:
+        registered, pose = live(torch.from_numpy(windows), frames)
+        return registered.numpy(), pose.numpy()
+
+    return step
+
+
+def setting_chunks(speech: Speech, mdn, reference: np.ndarray, setting: Setting) -> Iterator[Chunk]:
+    """The chunks of ``speech`` as ``setting`` produces them, for the registered ``reference [68, 3]``."""
+    if setting.stateful:
+        return live_landmark_chunks(speech, mdn_live_step(mdn, reference), setting.chunk, setting.lookahead)
+    return landmark_chunks(speech, mdn_predictor(mdn, reference), setting.chunk, setting.past, setting.lookahead)
+
+
+def chunked_track(chunks: Iterator[Chunk]) -> tuple[np.ndarray, list[float]]:
+    """Registered landmarks ``[T, 68, 3]`` of ``chunks`` as they are produced, and each chunk's seconds."""
     parts, seconds = [], []
-    chunks = landmark_chunks(speech, predict, setting.chunk, setting.past, setting.lookahead)
     while True:
         began = time.perf_counter()
         part = next(chunks, None)
@@ -137,10 +177,10 @@ def measure(mdn, shards: Path, limit: int, grid: list[Setting]) -> tuple[dict[Se
             evaluated.append(
                 landmark_metrics(variant_tracks(record, "model", mdn, 1)["registered"], truth, valid)["lmd_mouth"]
             )
-            predict = mdn_predictor(mdn, truth[int(record["reference_index"])])
-            offline = chunked_track(speech, predict, OFFLINE)[0][:frames]
+            reference = truth[int(record["reference_index"])]
+            offline = chunked_track(setting_chunks(speech, mdn, reference, OFFLINE))[0][:frames]
             for setting, result in measured.items():
-                track, seconds = chunked_track(speech, predict, setting)
+                track, seconds = chunked_track(setting_chunks(speech, mdn, reference, setting))
                 result.truth.append(landmark_metrics(track[:frames], truth, valid)["lmd_mouth"])
                 result.offline.append(landmark_metrics(track[:frames], offline, valid)["lmd_mouth"])
                 result.chunk_seconds += seconds

@@ -11,30 +11,37 @@ from lightning_modules.nets.sfe import SpeechFeatureExtractor
 
 def phase_features(sfe: SpeechFeatureExtractor, audio: torch.Tensor, stride: int) -> dict[str, torch.Tensor | None]:
     """Per-frame SFE features ``[B, T, D]`` from mel windows ``[B, T, 20, 80]``, with the BiGRU run on steps
-    ``stride`` frames apart, as in pretraining.
-
-    Every frame is encoded; the BiGRU runs on each of the ``stride`` interleaved phases (frames 0, s, 2s, ...;
-    1, s+1, ...; ...) as its own sequence, and the states are interleaved back, so each state has seen steps
-    spaced as in stage 1. Phases of unequal length are packed: no padding enters a state.
-    """
+    ``stride`` frames apart, as in pretraining (``phase_states``)."""
     batch, frames = audio.shape[:2]
-    stride = max(1, min(stride, frames))
     encoded = sfe.encoder(audio.flatten(0, 1)).unflatten(0, (batch, frames))  # [B, T, C]
+    return sfe.read_memories(phase_states(sfe.gru, encoded, stride))
+
+
+def phase_states(
+    gru: nn.GRU, encoded: torch.Tensor, stride: int, forward_state: torch.Tensor | None = None
+) -> torch.Tensor:
+    """States ``[B, T, 2 * hidden]`` of the bidirectional ``gru`` over encoded frames ``[B, T, C]``, run on each of
+    the ``stride`` interleaved phases (frames 0, s, 2s, ...; 1, s+1, ...; ...) as its own sequence and interleaved
+    back, so each state has seen steps spaced as in stage 1. Phases of unequal length are packed: no padding enters
+    a state.
+
+    ``forward_state [stride, B, hidden]`` (zeros when None) starts the forward direction of the phase whose first
+    frame is 0, 1, ...: a live decoder carries it over from the frames before these. The backward direction always
+    starts from zeros after the last frame.
+    """
+    batch, frames = encoded.shape[:2]
+    stride = max(1, min(stride, frames))
     longest = -(-frames // stride)
     padded = F.pad(encoded, (0, 0, 0, longest * stride - frames))  # [B, L * s, C]
     sequences = rearrange(padded, "b (l s) c -> (s b) l c", s=stride)  # phase-major
     lengths = torch.tensor([len(range(phase, frames, stride)) for phase in range(stride)]).repeat_interleave(batch)
     packed = pack_padded_sequence(sequences, lengths, batch_first=True, enforce_sorted=False)
-    states, _ = pad_packed_sequence(sfe.gru(packed)[0], batch_first=True, total_length=longest)
-    states = rearrange(states, "(s b) l c -> b (l s) c", s=stride)[:, :frames]  # [B, T, 2 * hidden]
-    content, content_addressing = sfe.content_memory(states)
-    speaker, speaker_addressing = sfe.speaker_memory(states)
-    return {
-        "content": content,
-        "speaker": speaker,
-        "content_addressing": content_addressing,
-        "speaker_addressing": speaker_addressing,
-    }
+    initial = None
+    if forward_state is not None:
+        forward = forward_state[:stride].flatten(0, 1)  # [(s b), hidden], phase-major as the sequences
+        initial = torch.stack([forward, torch.zeros_like(forward)])  # [2 directions, (s b), hidden]
+    states, _ = pad_packed_sequence(gru(packed, initial)[0], batch_first=True, total_length=longest)
+    return rearrange(states, "(s b) l c -> b (l s) c", s=stride)[:, :frames]  # [B, T, 2 * hidden]
 
 
 class MixtureDensityHead(nn.Module):

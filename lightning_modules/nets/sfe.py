@@ -43,6 +43,10 @@ class SpeechFeatureExtractor(nn.Module):
         encoded = self.encoder(rearrange(audio, "b t h w -> (b t) h w"))  # [B*T, audio_dim]
         encoded = rearrange(encoded, "(b t) c -> b t c", b=batch)
         states, _ = self.gru(encoded)  # [B, T, 2 * gru_hidden]
+        return self.read_memories(states)
+
+    def read_memories(self, states: torch.Tensor) -> dict[str, torch.Tensor | None]:
+        """GRU states ``[B, T, 2 * gru_hidden]`` -> ``content``, ``speaker`` ``[B, T, D]`` and their addressing."""
         content, content_addressing = self.content_memory(states)
         speaker, speaker_addressing = self.speaker_memory(states)
         return {
