@@ -62,6 +62,10 @@ GENERATE_OUT = $(if $(filter command line environment,$(origin OUT)),$(OUT),outp
 # (the recipe of the shipped weights/, which `make weights` copies from these runs).
 DEMO_RUN ?= demo
 DEMO_RECIPE ?= real
+# `make weights`: the MDN of make demo's run and a renderer trained WEIGHTS_RENDERER_EPOCHS epochs of the FAST profile
+# (10 times make demo's: it learns to close a smiling photo's lips; docs/real-speech.md), run WEIGHTS_RENDERER_RUN.
+WEIGHTS_RENDERER_RUN ?= weights-renderer
+WEIGHTS_RENDERER_EPOCHS ?= 240
 
 # `make app`: the web page and its API on HOST:PORT, with the MDN and RENDERER of `make generate` loaded once;
 # JOBS=<jobs at once> (default 1 on a CPU). HOST is taken from the command line only (some shells export a HOST
@@ -180,8 +184,12 @@ demo: setup runs/mdn/$(DEMO_RUN)/metrics.json runs/renderer/$(DEMO_RUN)/metrics.
 		MDN=runs/mdn/$(DEMO_RUN) RENDERER=runs/renderer/$(DEMO_RUN)
 	$(PY) -m experiments.demo picture --photo outputs/demo-photo.png --video outputs/demo.mp4 --out outputs/demo.png
 
-weights: setup runs/mdn/$(DEMO_RUN)/metrics.json runs/renderer/$(DEMO_RUN)/metrics.json ## The shipped default models: weights/{mdn,renderer}.ckpt (+ .metrics.json) from make demo's runs
-	$(PY) -m experiments.weights --mdn runs/mdn/$(DEMO_RUN) --renderer runs/renderer/$(DEMO_RUN) --out weights
+runs/renderer/$(WEIGHTS_RENDERER_RUN)/metrics.json: | $(STAMP) $(DEFAULT_DATA)/index.json
+	$(MAKE) --no-print-directory train-renderer FAST=1 NAME=$(WEIGHTS_RENDERER_RUN) \
+		ARGS="--trainer.max_epochs $(WEIGHTS_RENDERER_EPOCHS) --trainer.check_val_every_n_epoch 24"
+
+weights: setup runs/mdn/$(DEMO_RUN)/metrics.json runs/renderer/$(WEIGHTS_RENDERER_RUN)/metrics.json ## The shipped default models: weights/{mdn,renderer}.ckpt (+ .metrics.json): make demo's MDN, a renderer trained 10x longer
+	$(PY) -m experiments.weights --mdn runs/mdn/$(DEMO_RUN) --renderer runs/renderer/$(WEIGHTS_RENDERER_RUN) --out weights
 
 sweep: setup ## W&B sweep on the W&B server + an agent here (SWEEP, COUNT); needs `wandb login`
 	$(PY) -m experiments.sweep wandb $(SWEEP) $(if $(COUNT),--count $(COUNT))

@@ -43,12 +43,15 @@ def ship(run: str | Path, stage: str, out: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.weights", description=__doc__.split("\n")[0])
-    parser.add_argument("--mdn", required=True, help="MDN run folder or checkpoint")
-    parser.add_argument("--renderer", required=True, help="renderer run folder or checkpoint")
+    parser.add_argument("--mdn", help="MDN run folder or checkpoint")
+    parser.add_argument("--renderer", help="renderer run folder or checkpoint")
     parser.add_argument("--out", type=Path, default=SHIPPED, help="output folder (default: the repository's weights/)")
     args = parser.parse_args(argv)
+    runs = {stage: run for stage, run in (("mdn", args.mdn), ("renderer", args.renderer)) if run}
+    if not runs:
+        parser.error("give --mdn, --renderer or both: the runs to ship")
     try:
-        for stage, run in (("mdn", args.mdn), ("renderer", args.renderer)):
+        for stage, run in runs.items():
             target = ship(run, stage, args.out)
             print(f"{target}: {target.stat().st_size / 1e6:.1f} MB from {run}")
     except CheckpointError as error:

@@ -35,6 +35,14 @@ def test_shipping_keeps_what_generation_loads_and_drops_the_optimiser(tiny_runs,
     assert record["metrics"] == {"val/psnr_mouth": 20.5} and record["source_checkpoint"] == "last.ckpt"
 
 
+def test_one_stage_ships_alone_and_none_is_refused(tiny_runs, tmp_path):
+    out = tmp_path / "weights"
+    assert weights.main(["--renderer", str(tiny_runs["renderer"]), "--out", str(out)]) == 0
+    assert sorted(path.name for path in out.iterdir()) == ["renderer.ckpt", "renderer.metrics.json"]
+    with pytest.raises(SystemExit):
+        weights.main(["--out", str(out)])
+
+
 def test_a_missing_run_is_one_sentence(tmp_path, capsys):
     assert weights.main(["--mdn", str(tmp_path / "none"), "--renderer", str(tmp_path), "--out", str(tmp_path)]) == 1
     error = capsys.readouterr().err.strip().splitlines()
