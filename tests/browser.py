@@ -94,8 +94,11 @@ def error_on_page(driver, url: str, photo: Path, audio: Path) -> str:
 
     _submit(driver, url, photo, audio)
     toasts = "[data-testid=toast-body], .toast-body"
-    WebDriverWait(driver, JOB_TIMEOUT).until(lambda d: d.find_elements(By.CSS_SELECTOR, toasts))
-    return " ".join(element.text for element in driver.find_elements(By.CSS_SELECTOR, toasts))
+
+    def shown_text(page) -> str:  # a toast's element can be in the page a moment before its text
+        return " ".join(element.text for element in page.find_elements(By.CSS_SELECTOR, toasts)).strip()
+
+    return WebDriverWait(driver, JOB_TIMEOUT).until(shown_text)
 
 
 def text_of(driver, selector: str) -> str:
