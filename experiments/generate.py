@@ -24,7 +24,7 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +38,7 @@ from datamodules.media import MediaError, Speech, VideoStreamWriter, decode_spee
 from datamodules.photo import PhotoError, Reference, load_reference
 from experiments.generation.blinks import blink_closure, close_eyes
 from experiments.generation.compositing import PhotoCompositor
+from experiments.generation.workers import default_workers, one_thread_per_worker, ordered_map
 from experiments.streaming import CHUNK_FRAMES, OVERLAP_FRAMES, landmark_chunks
 from experiments.weights import shipped_checkpoint
 from lightning_modules import checkpoints
@@ -54,7 +55,8 @@ CHUNK_SEED_STRIDE = 1_000_003  # the seed of chunk c of sample k is seed + k + c
 MAX_SEED = 2**32 - 1  # seed + k + c * stride stays within a torch generator's 64-bit seed for any recording
 MAX_SAMPLES = 100  # videos of one call: each is a whole generation
 MAX_FEATHER = 0.5  # the paste-back edge ramps in from both sides of the crop: half of it reaches the centre
-RENDER_BATCH = 8
+RENDER_BATCH = 8  # frames rendered at once by one worker alone
+WORKER_BATCH = 1  # ... and by each of several workers (one frame each keeps every worker's tensors in its cache)
 # The MDN under-predicts how far the mouth moves: on the embedded corpus's held-out speakers its opening spread as
 # widely as the truth's with the lips moved 1.5 times as far (docs/generation.md).
 LIP_GAIN = 1.5
@@ -178,8 +180,10 @@ def write_video(
     on_frames: Callable[[int], None] = lambda count: None,
     resolution: str = "photo",
     blinks: bool = True,
+    workers: int | None = None,
 ) -> Path:
-    """Renders one video of ``reference`` saying ``speech`` into ``out`` (module docstring), chunk by chunk."""
+    """Renders one video of ``reference`` saying ``speech`` into ``out`` (module docstring), chunk by chunk, its
+    frames rendered by ``workers`` threads (one per core by default: :mod:`experiments.generation.workers`)."""
     registered = torch.from_numpy(reference.registered)
 
     def predict(windows: np.ndarray, index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -193,14 +197,23 @@ def write_video(
     if resolution == "photo":
         compositor = PhotoCompositor(reference.photo, reference.box, face.FACE_CROP_SIZE, feather)
     closure = blink_closure(speech.frames, seed) if blinks else np.zeros(speech.frames, np.float32)
-    height, width = reference.photo.shape[:2]
-    with VideoStreamWriter(out, width, height, audio=speech.wav) as writer, torch.inference_mode():
+    workers = workers or default_workers()
+    batch = RENDER_BATCH if workers == 1 else WORKER_BATCH
+
+    def target_batches() -> Iterator[torch.Tensor]:
         for part in landmark_chunks(speech, predict, chunk, overlap):
             landmarks = part.image_landmarks(reference.pose, reference.depth)  # [n, 68, 3]
             targets = torch.from_numpy(close_eyes(landmarks, closure[part.start : part.stop]))
-            for start in range(0, len(targets), RENDER_BATCH):
-                frames = render_frames(models.renderer, reference, targets[start : start + RENDER_BATCH],
-                                       compositor, feather)  # fmt: skip
+            yield from targets.split(batch)
+
+    def render(targets: torch.Tensor) -> list[np.ndarray]:
+        with torch.inference_mode():  # per thread
+            return render_frames(models.renderer, reference, targets, compositor, feather)
+
+    height, width = reference.photo.shape[:2]
+    with VideoStreamWriter(out, width, height, audio=speech.wav) as writer, one_thread_per_worker(workers):
+        with torch.inference_mode():
+            for frames in ordered_map(render, target_batches(), workers):
                 for frame in frames:
                     writer.write(frame)
                 on_frames(len(frames))

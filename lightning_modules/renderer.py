@@ -294,7 +294,8 @@ class FaceRenderer(LightningModule):
 
 def load_face_renderer(path: str | Path, onnx_runtime: bool = False) -> FaceRenderer:
     """A :class:`FaceRenderer` for generation (eval mode, CPU) from a renderer checkpoint; with ``onnx_runtime`` its
-    refinement runs by ONNX Runtime (``WarpRefineRenderer.use_onnx_runtime``: faster on a CPU, same frames).
+    refinement runs by ONNX Runtime (``WarpRefineRenderer.use_onnx_runtime``: faster on a CPU, same frames) on one
+    thread per call, as generation renders frames in parallel, one worker per core.
 
     Only the net is rebuilt (from the checkpoint's own hyper-parameters) and loaded: training-only parts (VGG,
     discriminator) are left out. A missing, unreadable or other-stage file raises ``CheckpointError`` with one
@@ -306,5 +307,5 @@ def load_face_renderer(path: str | Path, onnx_runtime: bool = False) -> FaceRend
     model = FaceRenderer(**arguments, perceptual_weights=None, gan_weight=0.0)
     load_sub_state_dict(model.net, checkpoint, NET_PREFIX, path, EXPECTED)
     if onnx_runtime:
-        model.net.use_onnx_runtime()
+        model.net.use_onnx_runtime(threads=1)
     return model.eval()

@@ -1,18 +1,21 @@
-"""Generation speed and memory, before and after the photo-resolution path, side by side in one run.
+"""Generation speed and memory, before and after the photo-resolution path and the parallel workers, side by side.
 
 Two photos: skimage's astronaut scaled to 256x256 (a face box of about 180 px) and matplotlib's Grace Hopper
-scaled so that her face box is 512 px. Two paths on each: **before** (the renderer in eager PyTorch, its 256x256
-render pasted back into the photo, no blinks: generation before the photo-resolution path) and **after** (the
-refinement by ONNX Runtime, the motion applied to the photo's own pixels at its resolution, blinks on). For each,
-on a ``BENCH_CLIP_SECONDS`` (default 10) clip: the stages, timed one after the other on the same frames as
+scaled so that her face box is 512 px. Three paths on each: **before** (the renderer in eager PyTorch, its
+256x256 render pasted back into the photo, no blinks, one worker on every thread: generation before the
+photo-resolution path), **one worker** (the refinement by ONNX Runtime on every thread, the motion applied to the
+photo's own pixels at its resolution, blinks on: generation before the parallel workers) and **after** (the same,
+one worker per core, each on one thread: :mod:`experiments.generation.workers`). For each, on a
+``BENCH_CLIP_SECONDS`` (default 10) clip: the stages, timed one after the other on the same frames as
 ``experiments.generate.write_video`` runs them (audio features, landmarks, the renderer at 256, paste-back or the
-photo warp, encoding), and the whole run
-(``write_video``) as frames/s and real-time factor (seconds of compute per second of video; below 1 is faster
-than real time), the two paths alternating so that a busy machine slows both alike. Also: the PSNR of the
-ONNX Runtime renderer's 256 frames against eager PyTorch's (the path meant to be unchanged), the time to load the
-models, and the peak memory of a fresh process generating the clip and ``BENCH_LONG_SECONDS`` (default 600) of
-speech. The models are ``runs/mdn/latest`` and ``runs/renderer/latest`` when they exist, else the default-size
-LightningModules at random initialisation (their speed does not depend on training).
+photo warp, encoding; for **after**, one worker's stages on one thread), and the whole run (``write_video``) as
+frames/s and real-time factor (seconds of compute per second of video; below 1 is faster than real time), the
+paths alternating so that a busy machine slows them alike. Also: the PSNR of the ONNX Runtime renderer's 256
+frames against eager PyTorch's and of the parallel workers' video against one worker's (the paths meant to be
+unchanged), the time to load the models, and the peak memory of a fresh process generating the clip and
+``BENCH_LONG_SECONDS`` (default 600) of speech. The models are ``runs/mdn/latest`` and ``runs/renderer/latest``
+when they exist, else the default-size LightningModules at random initialisation (their speed does not depend on
+training).
 """
 
 import copy
@@ -34,12 +37,13 @@ from PIL import Image
 from skimage import data
 
 from datamodules import face
-from datamodules.media import SAMPLE_RATE, VideoStreamWriter, decode_speech
+from datamodules.media import SAMPLE_RATE, VideoStreamWriter, decode_speech, read_video
 from datamodules.photo import reference_from_photo
 from experiments.bench import Options
 from experiments.bench.report import Row, at_least
 from experiments.generate import (
     RENDER_BATCH,
+    WORKER_BATCH,
     Models,
     paste_region,
     reference_tensors,
@@ -47,6 +51,7 @@ from experiments.generate import (
     write_video,
 )
 from experiments.generation.compositing import PhotoCompositor
+from experiments.generation.workers import default_workers, one_thread_per_worker
 from experiments.streaming import CHUNK_FRAMES, audio_features
 from lightning_modules.checkpoints import CheckpointError
 
@@ -78,17 +83,20 @@ def load_models() -> tuple[Models, str]:
         from lightning_modules.renderer import FaceRenderer
 
         renderer = FaceRenderer(mask_bias=-2.0, paint_margin=4.0, paint_gain=4.0).eval()
-        renderer.net.use_onnx_runtime()
+        renderer.net.use_onnx_runtime(threads=1)
         return Models(LandmarkMDN().eval(), renderer), "default size, random weights"
 
 
-def eager(models: Models) -> Models:
-    """The same models with the refinement in eager PyTorch (generation before ONNX Runtime)."""
+def with_refinement(models: Models, onnx_threads: int | None) -> Models:
+    """The same models with the refinement in eager PyTorch (``onnx_threads`` None: generation before ONNX Runtime)
+    or by ONNX Runtime on ``onnx_threads`` threads (generation before the parallel workers)."""
     runtime, models.renderer.net.runtime = models.renderer.net.runtime, None  # an ONNX Runtime session: no copy
     try:
         renderer = copy.deepcopy(models.renderer)
     finally:
         models.renderer.net.runtime = runtime
+    if onnx_threads:
+        renderer.net.use_onnx_runtime(onnx_threads)
     return Models(models.mdn, renderer)
 
 
@@ -106,9 +114,16 @@ def _reference():
     return reference_from_photo(photos()[f"{PHOTO_SIZE}x{PHOTO_SIZE} photo"])
 
 
-def stage_seconds(models: Models, reference, speech, out: Path, resolution: str) -> dict[str, float]:
+def stage_seconds(models: Models, reference, speech, out: Path, resolution: str, workers: int) -> dict[str, float]:
     """Seconds spent in each stage over every frame of ``speech`` (the chain of ``write_video``, chunk by chunk;
-    ``resolution`` ``crop``: render and paste back, ``photo``: motion and the photo warp)."""
+    ``resolution`` ``crop``: render and paste back, ``photo``: motion and the photo warp), on one thread in batches
+    of ``WORKER_BATCH`` where ``workers`` is above 1 (one worker's share of the work), else on every thread."""
+    batch_size = RENDER_BATCH if workers == 1 else WORKER_BATCH
+    with one_thread_per_worker(workers):
+        return _stage_seconds(models, reference, speech, out, resolution, batch_size)
+
+
+def _stage_seconds(models: Models, reference, speech, out: Path, resolution: str, batch_size: int) -> dict[str, float]:
     spent = dict.fromkeys(
         ("audio features", "landmarks", "renderer at 256", "paste-back / photo warp", "encoding"), 0.0
     )
@@ -128,8 +143,7 @@ def stage_seconds(models: Models, reference, speech, out: Path, resolution: str)
             pose = face.absolute_pose(result["pose"][0].numpy(), reference.pose)
             targets = torch.from_numpy(face.unregister(result["registered"][0].numpy(), pose, reference.depth))
             spent["landmarks"] += time.perf_counter() - began
-            for first in range(0, len(targets), RENDER_BATCH):
-                batch = targets[first : first + RENDER_BATCH]
+            for batch in targets.split(batch_size):
                 inputs = crop.expand(len(batch), -1, -1, -1), crop_landmarks.expand(len(batch), -1, -1), batch
                 began = time.perf_counter()
                 if compositor is None:
@@ -183,15 +197,24 @@ def peak_memory_mib(seconds: float) -> float:
     return float(result.stdout.strip().splitlines()[-1])
 
 
+def video_psnr(first: Path, second: Path) -> float:
+    """PSNR (dB) of one video's decoded frames against another's (capped at 120 dB: the same frames)."""
+    error = np.mean((read_video(first).astype(np.float64) - read_video(second)) ** 2)
+    return min(120.0, -10 * math.log10(max(error / 255.0**2, 1e-12)))
+
+
 def measure() -> list[dict]:
     began = time.perf_counter()
     after, which = load_models()
     load_seconds = time.perf_counter() - began
-    before = eager(after)
-    paths = {
-        "before (eager, 256 pasted back)": (before, "crop"),
-        "after (ONNX Runtime, photo resolution)": (after, "photo"),
-    }
+    threads, workers = torch.get_num_threads(), default_workers()
+    paths = {  # name -> models, resolution, workers
+        "before (eager, 256 pasted back)": (with_refinement(after, None), "crop", 1),
+        f"one worker (ONNX Runtime on {threads} threads, photo resolution)": (
+            with_refinement(after, threads), "photo", 1),
+        f"after (ONNX Runtime, photo resolution, {workers} workers)": (after, "photo", workers),
+    }  # fmt: skip
+    before, one_worker, parallel = paths
     rows = [{"measurement": f"model load, refinement exported to ONNX Runtime ({which})", "seconds": load_seconds}]
     with tempfile.TemporaryDirectory() as scratch:
         soundfile.write(Path(scratch) / "speech.wav", speech_like(CLIP_SECONDS), SAMPLE_RATE)
@@ -201,22 +224,25 @@ def measure() -> list[dict]:
         for photo_name, photo in photos().items():
             reference = reference_from_photo(photo)
             rows.append({"measurement": f"PSNR of the ONNX Runtime renderer against eager, 256 crop ({photo_name})",
-                         "dB": unchanged_psnr(before, after, reference)})  # fmt: skip
-            for path_name, (models, resolution) in paths.items():
-                stage_seconds(models, reference, short, Path(scratch) / "warm-up.mp4", resolution)  # caches, allocator
-                spent = stage_seconds(models, reference, speech, Path(scratch) / "stages.mp4", resolution)
+                         "dB": unchanged_psnr(paths[before][0], after, reference)})  # fmt: skip
+            for path_name, (models, resolution, count) in paths.items():
+                stage_seconds(models, reference, short, Path(scratch) / "warm-up.mp4", resolution, count)  # caches
+                spent = stage_seconds(models, reference, speech, Path(scratch) / "stages.mp4", resolution, count)
                 total = sum(spent.values())
                 for stage, seconds in spent.items():
                     rows.append({"measurement": f"{photo_name}, {path_name}: {stage}",
                                  "frames/s": speech.frames / seconds, "ms/frame": 1e3 * seconds / speech.frames,
                                  "share %": 100 * seconds / total})  # fmt: skip
             whole = dict.fromkeys(paths, 0.0)
-            for _ in range(2):  # alternating, so that a busy machine slows both paths alike
-                for path_name, (models, resolution) in paths.items():
+            videos = {path_name: Path(scratch) / f"whole-{index}.mp4" for index, path_name in enumerate(paths)}
+            for _ in range(2):  # alternating, so that a busy machine slows the paths alike
+                for path_name, (models, resolution, count) in paths.items():
                     began = time.perf_counter()
-                    write_video(reference, speech, models, Path(scratch) / "whole.mp4", resolution=resolution,
-                                blinks=resolution == "photo")  # fmt: skip
+                    write_video(reference, speech, models, videos[path_name], resolution=resolution,
+                                blinks=resolution == "photo", workers=count)  # fmt: skip
                     whole[path_name] += (time.perf_counter() - began) / 2
+            rows.append({"measurement": f"PSNR of the {workers} workers' video against one worker's ({photo_name})",
+                         "dB": video_psnr(videos[parallel], videos[one_worker])})  # fmt: skip
             for path_name, seconds in whole.items():
                 rows.append({"measurement": f"{photo_name}, {path_name}: whole run, {CLIP_SECONDS:g} s clip",
                              "frames/s": speech.frames / seconds, "ms/frame": 1e3 * seconds / speech.frames,

@@ -79,7 +79,9 @@ class PhotoCompositor:
         moved = cv2.remap(displacement, self.crop_x, self.crop_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         map_x = self.base_x + self.taper * moved[..., 0]
         map_y = self.base_y + self.taper * moved[..., 1]
-        face = cv2.remap(self.photo, map_x, map_y, PHOTO_KERNEL, borderMode=cv2.BORDER_REPLICATE)
+        # Fixed-point maps: what remap converts float maps to block by block anyway (the same pixels), converted once.
+        fixed_xy, fixed_fraction = cv2.convertMaps(map_x, map_y, cv2.CV_16SC2)
+        face = cv2.remap(self.photo, fixed_xy, fixed_fraction, PHOTO_KERNEL, borderMode=cv2.BORDER_REPLICATE)
         if paint is not None:
             self._add_paint(face, paint)
         frame = self.photo.copy()

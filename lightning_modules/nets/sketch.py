@@ -34,8 +34,8 @@ class LandmarkSketch(nn.Module):
 
     Each part channel draws the part's segments as soft lines: Gaussian blobs of ``sigma`` crop pixels at
     ``samples`` points along each segment, summed and clipped at 1. A 2D Gaussian is the product of two 1D
-    ones, so a channel is one ``[size, points] @ [points, size]`` product (cheap on a CPU). The last channel
-    is 1 inside the inner-lip polygon (even-odd rule) and 0 outside.
+    ones, so a channel is one ``[size, points] @ [points, size]`` product over its own part's points (cheap on a
+    CPU). The last channel is 1 inside the inner-lip polygon (even-odd rule) and 0 outside.
     """
 
     def __init__(self, size: int = 128, crop_size: int = 256, sigma: float = 2.0, samples: int = 6):
@@ -48,10 +48,9 @@ class LandmarkSketch(nn.Module):
         rows = torch.arange(len(starts) * samples).reshape(len(starts), samples)
         weights[rows, torch.tensor(starts)[:, None]] += 1 - along
         weights[rows, torch.tensor(ends)[:, None]] += along
-        membership = torch.zeros(len(PARTS), len(starts) * samples)  # [parts, points]
-        membership[torch.tensor(channels)[:, None], rows] = 1.0
+        counts = torch.bincount(torch.tensor(channels), minlength=len(PARTS)) * samples
+        self.part_points = counts.tolist()  # points of each part, in order: _segments runs through the parts in turn
         self.register_buffer("weights", weights, persistent=False)
-        self.register_buffer("membership", membership, persistent=False)
         self.register_buffer("inner", torch.tensor(INNER_LIPS), persistent=False)
         step = crop_size / size  # sketch pixel centres in crop pixels
         self.register_buffer("axis", (torch.arange(size, dtype=torch.float32) + 0.5) * step - 0.5, persistent=False)
@@ -63,9 +62,10 @@ class LandmarkSketch(nn.Module):
     def forward(self, landmarks: torch.Tensor) -> torch.Tensor:
         points = self.weights @ landmarks[..., :2].float()  # [B, N, 2]
         profile = torch.exp(-(self.axis[None, None] - points[..., None]).square() / (2 * self.sigma**2))  # [B, N, 2, S]
-        along_x, along_y = profile[:, :, 0], profile[:, :, 1]  # [B, N, S]
-        rows = self.membership[None, :, :, None] * along_y[:, None]  # [B, parts, N, S(y)]
-        lines = (rows.transpose(-1, -2) @ along_x[:, None]).clamp(max=1.0)  # [B, parts, S(y), S(x)]
+        parts_x = profile[:, :, 0].split(self.part_points, 1)  # [B, N_part, S] each
+        parts_y = profile[:, :, 1].split(self.part_points, 1)
+        lines = torch.stack([y.transpose(1, 2) @ x for x, y in zip(parts_x, parts_y, strict=True)], 1)
+        lines = lines.clamp(max=1.0)  # [B, parts, S(y), S(x)]
         inside = self._inside(landmarks[:, self.inner, :2].float())  # [B, S, S]
         return torch.cat([lines, inside[:, None]], 1)
 
