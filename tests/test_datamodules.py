@@ -383,6 +383,24 @@ def test_a_clip_too_short_for_the_gap_still_pairs_different_frames():
     assert all(reference != target for reference, target in {training_pair(np.ones(3, bool)) for _ in range(30)})
 
 
+def test_open_reference_pairs_take_an_open_mouth_to_a_closed_one():
+    opening = np.abs(np.sin(np.arange(60) / 4.0))  # a mouth opening and closing over 60 frames
+    valid = np.ones(60, bool)
+    valid[:5] = False
+    low, high = np.quantile(opening[valid], [1 / 3, 2 / 3])
+    pairs = [training_pair(valid, opening, open_reference=1.0) for _ in range(200)]
+    assert all(opening[reference] >= high and opening[target] <= low for reference, target in pairs)
+    assert all(abs(reference - target) >= 5 and valid[reference] and valid[target] for reference, target in pairs)
+    assert len(set(pairs)) > 50  # drawn, not one fixed pair
+    random_pairs = [training_pair(valid, opening, open_reference=0.0) for _ in range(200)]
+    assert np.mean([opening[reference] < opening[target] for reference, target in random_pairs]) > 0.3
+    half = [opening[reference] >= high and opening[target] <= low
+            for reference, target in (training_pair(valid, opening, open_reference=0.5) for _ in range(400))]  # fmt: skip
+    assert 0.45 < np.mean(half) < 0.75  # half drawn open -> closed, plus the random pairs that happen to be
+    still = np.zeros(60)  # a mouth that never moves has no open-to-closed pair: random pairs instead
+    assert all(reference != target for reference, target in (training_pair(valid, still, 1.0) for _ in range(20)))
+
+
 class ClipIds(ShardDataModule):
     """Yields each clip's id, to see which clips a rank streams; ``keep`` limits it to some positions."""
 
