@@ -63,9 +63,11 @@ GENERATE_OUT = $(if $(filter command line environment,$(origin OUT)),$(OUT),outp
 DEMO_RUN ?= demo
 DEMO_RECIPE ?= real
 # `make weights`: the MDN of make demo's run and a renderer trained WEIGHTS_RENDERER_EPOCHS epochs of the FAST profile
-# (10 times make demo's: it learns to close a smiling photo's lips; docs/real-speech.md), run WEIGHTS_RENDERER_RUN.
-WEIGHTS_RENDERER_RUN ?= weights-renderer
+# (10 times make demo's: it learns to close a smiling photo's lips; docs/real-speech.md) with that share of its
+# training pairs drawn from an open mouth to a closed one (WEIGHTS_RENDERER_OPEN_REFERENCE), run WEIGHTS_RENDERER_RUN.
+WEIGHTS_RENDERER_RUN ?= weights-renderer-open
 WEIGHTS_RENDERER_EPOCHS ?= 240
+WEIGHTS_RENDERER_OPEN_REFERENCE ?= 0.5
 
 # `make app`: the web page and its API on HOST:PORT, with the MDN and RENDERER of `make generate` loaded once;
 # JOBS=<jobs at once> (default 1 on a CPU). HOST is taken from the command line only (some shells export a HOST
@@ -186,7 +188,8 @@ demo: setup runs/mdn/$(DEMO_RUN)/metrics.json runs/renderer/$(DEMO_RUN)/metrics.
 
 runs/renderer/$(WEIGHTS_RENDERER_RUN)/metrics.json: | $(STAMP) $(DEFAULT_DATA)/index.json
 	$(MAKE) --no-print-directory train-renderer FAST=1 NAME=$(WEIGHTS_RENDERER_RUN) \
-		ARGS="--trainer.max_epochs $(WEIGHTS_RENDERER_EPOCHS) --trainer.check_val_every_n_epoch 24"
+		ARGS="--trainer.max_epochs $(WEIGHTS_RENDERER_EPOCHS) --trainer.check_val_every_n_epoch 24 \
+		--data.init_args.open_reference $(WEIGHTS_RENDERER_OPEN_REFERENCE)"
 
 weights: setup runs/mdn/$(DEMO_RUN)/metrics.json runs/renderer/$(WEIGHTS_RENDERER_RUN)/metrics.json ## The shipped default models: weights/{mdn,renderer}.ckpt (+ .metrics.json): make demo's MDN, a renderer trained 10x longer
 	$(PY) -m experiments.weights --mdn runs/mdn/$(DEMO_RUN) --renderer runs/renderer/$(WEIGHTS_RENDERER_RUN) --out weights
