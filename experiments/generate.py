@@ -11,7 +11,8 @@ the photo's (``amplify_lips``), made absolute and put back in the crop (``face.a
 ``--no-blinks`` to keep them open); the renderer computes each frame's motion at its 256x256 working size, which
 moves the photo's own pixels at the photo's resolution (``--resolution photo``, the default:
 :mod:`experiments.generation.compositing`; ``--resolution crop`` pastes the 256x256 render back instead, as
-before), and the frames stream to an H.264 + AAC file at 25 fps (:class:`datamodules.media.VideoStreamWriter`).
+before), one frame per worker thread, a worker per core (:mod:`experiments.generation.workers`), and the frames
+stream in order to an H.264 + AAC file at 25 fps (:class:`datamodules.media.VideoStreamWriter`).
 Memory stays bounded whatever the recording's length.
 
 ``--samples K`` (with ``--mode sample``) writes K videos, ``<out>-seed<S+k>.mp4`` for k = 0 .. K-1, each the

@@ -394,8 +394,8 @@ def test_open_reference_pairs_take_an_open_mouth_to_a_closed_one():
     assert len(set(pairs)) > 50  # drawn, not one fixed pair
     random_pairs = [training_pair(valid, opening, open_reference=0.0) for _ in range(200)]
     assert np.mean([opening[reference] < opening[target] for reference, target in random_pairs]) > 0.3
-    half = [opening[reference] >= high and opening[target] <= low
-            for reference, target in (training_pair(valid, opening, open_reference=0.5) for _ in range(400))]  # fmt: skip
+    halfway = (training_pair(valid, opening, open_reference=0.5) for _ in range(400))
+    half = [opening[reference] >= high and opening[target] <= low for reference, target in halfway]
     assert 0.45 < np.mean(half) < 0.75  # half drawn open -> closed, plus the random pairs that happen to be
     still = np.zeros(60)  # a mouth that never moves has no open-to-closed pair: random pairs instead
     assert all(reference != target for reference, target in (training_pair(valid, still, 1.0) for _ in range(20)))

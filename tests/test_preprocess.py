@@ -24,7 +24,8 @@ from datamodules.corpus import CorpusError, discover
 from datamodules.face import mouth_opening
 from datamodules.media import open_clip, read_audio, read_video, write_video
 from datamodules.preprocess import packaging
-from datamodules.preprocess.clip import DecodedOnce, _one_thread
+from datamodules.preprocess.clip import DecodedOnce
+from datamodules.threads import one_thread
 from tests.test_datamodules import ClipIds
 
 
@@ -393,7 +394,7 @@ def test_the_crop_pass_runs_on_one_thread_and_gives_the_thread_pools_back_even_o
     cv2.setNumThreads(3)
     torch.set_num_threads(3)
     try:
-        with pytest.raises(RuntimeError, match="mid-pass"), _one_thread():
+        with pytest.raises(RuntimeError, match="mid-pass"), one_thread():
             inside = cv2.getNumThreads(), torch.get_num_threads()
             raise RuntimeError("a clip failed mid-pass")
         assert inside == (1, 1)

@@ -48,11 +48,13 @@ def test_items_are_read_only_a_few_ahead_of_the_results_taken():
     assert len(read) <= 3 + 2 * 2 + 1
 
 
-def test_one_thread_per_worker_restores_the_thread_counts():
+def test_several_workers_take_one_thread_each_and_one_worker_keeps_the_pools():
     torch_threads, cv2_threads = torch.get_num_threads(), cv2.getNumThreads()
     with one_thread_per_worker(2):
         assert torch.get_num_threads() == 1 and cv2.getNumThreads() == 1
     assert (torch.get_num_threads(), cv2.getNumThreads()) == (torch_threads, cv2_threads)
+    with one_thread_per_worker(1):
+        assert (torch.get_num_threads(), cv2.getNumThreads()) == (torch_threads, cv2_threads)
 
 
 def test_two_workers_write_the_video_that_one_writes(tmp_path, tiny_runs):

@@ -1,16 +1,14 @@
 """One clip -> its shard record: decoding, Face Mesh landmarks, registration, crops and the mel spectrogram."""
 
-import contextlib
 from collections.abc import Iterable, Iterator
 
-import cv2
 import numpy as np
-import torch
 
 from datamodules import face
 from datamodules.audio import mel_spectrogram
 from datamodules.corpus import Clip
 from datamodules.media import FPS, SAMPLE_RATE, MediaError, non_finite_audio, open_clip
+from datamodules.threads import one_thread
 
 MIN_SECONDS = 1.0
 SILENCE_PEAK = 1e-4  # audio whose absolute peak stays below this is silent
@@ -86,20 +84,6 @@ def skip_kind(reason: str) -> str:
     return next((kind for words, kind in SKIP_KINDS if words in reason), "for another reason")
 
 
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    """OpenCV and torch on one thread each inside the block: a worker is one clip on one core, where their thread
-    pools only add CPU time (on a shared 2-core machine two threads cost the mel 17 times one's, the warps 1.2)."""
-    cv2_threads, torch_threads = cv2.getNumThreads(), torch.get_num_threads()
-    cv2.setNumThreads(1)
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        cv2.setNumThreads(cv2_threads)
-        torch.set_num_threads(torch_threads)
-
-
 def _encoded_crops(frames: Iterable[np.ndarray], face_box: face.CropBox, mouth_boxes: list[face.CropBox]):
     """The face and mouth crops of every frame in one decoding pass, each JPEG-encoded as soon as it is cut, so
     memory holds JPEG bytes, not raw crops: ``(face_jpeg, face_offsets), (mouth_jpeg, mouth_offsets)``."""
@@ -134,7 +118,8 @@ def process_clip(clip: Clip) -> dict:
     crop_landmarks = face_box.to_crop(landmarks, face.FACE_CROP_SIZE)
     registered, pose = face.register(crop_landmarks)
     mouth_boxes = face.mouth_crop_boxes(landmarks)
-    with _one_thread():
+    # A worker is one clip on one core: on a shared 2-core machine two threads cost the mel 17 times one's CPU time.
+    with one_thread():
         (face_jpeg, face_offsets), (mouth_jpeg, mouth_offsets) = _encoded_crops(decoded, face_box, mouth_boxes)
         mel = mel_spectrogram(audio, len(frames)).astype(np.float16)
     return {

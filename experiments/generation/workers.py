@@ -9,11 +9,12 @@ order, and each is computed exactly as one worker alone computes it.
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, nullcontext
 from typing import TypeVar
 
-import cv2
 import torch
+
+from datamodules.threads import one_thread
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -24,21 +25,10 @@ def default_workers() -> int:
     return torch.get_num_threads()
 
 
-@contextmanager
-def one_thread_per_worker(workers: int) -> Iterator[None]:
+def one_thread_per_worker(workers: int) -> AbstractContextManager:
     """With more than one worker, torch's and OpenCV's operations run on the calling thread alone (the workers share
-    the cores instead); their thread counts are restored on leaving."""
-    if workers <= 1:
-        yield
-        return
-    torch_threads, cv2_threads = torch.get_num_threads(), cv2.getNumThreads()
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(torch_threads)
-        cv2.setNumThreads(cv2_threads)
+    the cores instead: ``datamodules.threads.one_thread``); with one, they keep their thread pools."""
+    return one_thread() if workers > 1 else nullcontext()
 
 
 def ordered_map(function: Callable[[Item], Result], items: Iterable[Item], workers: int) -> Iterator[Result]:
