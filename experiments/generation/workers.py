@@ -1,7 +1,7 @@
 """Frames rendered in parallel, one worker thread per core, each running its frames on one thread.
 
 A 256x256 frame's refinement is too small for a 2-core CPU to split well: on one thread it takes nearly as long
-as on two (docs/benchmarks.md). Rendering two frames at once, each on its own core, nearly halves the time per
+as on two (docs/fidelity.md, Speed). Rendering two frames at once, each on its own core, nearly halves the time per
 frame. The work releases Python's lock (ONNX Runtime, torch, OpenCV), so threads suffice; the frames come back in
 order, and each is computed exactly as one worker alone computes it.
 """
