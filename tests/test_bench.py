@@ -136,3 +136,19 @@ def test_lookahead_as_long_as_the_clip_predicts_as_offline_and_none_does_not(syn
         assert measured[full].lmd("offline") < 1e-2 * measured[bounded].lmd("offline"), full
         assert abs(measured[full].lmd("truth") - evaluated) < 1e-3  # as make evaluate predicts whole clips
         assert len(measured[bounded].chunk_seconds) == 10 and measured[bounded].real_time_factor > 0
+
+
+def test_the_start_up_is_timed_step_by_step_to_the_first_frame_in_a_fresh_process(tmp_path, tiny_runs):
+    import soundfile
+    from PIL import Image
+    from skimage import data
+
+    from experiments.bench.generate import STARTUP_STEPS, startup_seconds
+    from tests.speech_data import speech_like
+
+    Image.fromarray(data.astronaut()).save(tmp_path / "photo.png")
+    soundfile.write(tmp_path / "speech.wav", speech_like(1.0, 16000), 16000)
+    seconds = startup_seconds(tmp_path / "photo.png", tmp_path / "speech.wav", str(tiny_runs["mdn"]),
+                              str(tiny_runs["renderer"]))  # fmt: skip
+    assert list(seconds) == list(STARTUP_STEPS) and all(value > 0 for value in seconds.values())
+    assert abs(sum(seconds[step] for step in STARTUP_STEPS if step != "total") - seconds["total"]) < 1e-6

@@ -12,13 +12,15 @@ photo warp, encoding; for **after**, one worker's stages on one thread), and the
 frames/s and real-time factor (seconds of compute per second of video; below 1 is faster than real time), the
 paths alternating so that a busy machine slows them alike. Also: the PSNR of the ONNX Runtime renderer's 256
 frames against eager PyTorch's and of the parallel workers' video against one worker's (the paths meant to be
-unchanged), the time to load the models, and the peak memory of a fresh process generating the clip and
+unchanged), the time to load the models, a fresh process's start-up step by step to its first frame (as ``make
+generate`` runs it, on the 256x256 photo), and the peak memory of a fresh process generating the clip and
 ``BENCH_LONG_SECONDS`` (default 600) of speech. The models are ``runs/mdn/latest`` and ``runs/renderer/latest``
 when they exist, else the default-size LightningModules at random initialisation (their speed does not depend on
 training).
 """
 
 import copy
+import json
 import math
 import os
 import resource
@@ -202,6 +204,44 @@ def peak_resident_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+STARTUP_CODE = """
+import json, sys, tempfile, time
+began = time.perf_counter()
+from experiments import generate
+imported = time.perf_counter()
+image, audio, mdn, renderer = sys.argv[1:5]
+checkpoints = generate.resolve_checkpoint(mdn, "mdn"), generate.resolve_checkpoint(renderer, "renderer")
+models = generate.Models.load(*checkpoints)
+loaded = time.perf_counter()
+reference = generate.load_reference(image)
+found = time.perf_counter()
+first = []
+with tempfile.TemporaryDirectory() as scratch:
+    speech = generate.decode_speech(audio, scratch + "/speech.wav")
+    decoded = time.perf_counter()
+    generate.write_video(reference, speech, models, scratch + "/out.mp4",
+                         on_frames=lambda count: first.append(time.perf_counter()))
+print(json.dumps({"import": imported - began, "models": loaded - imported, "photo": found - loaded,
+                  "speech": decoded - found, "first frame": first[0] - decoded, "total": first[0] - began}))
+"""
+STARTUP_STEPS = {  # what the start-up child times -> its row's name
+    "import": "import experiments.generate",
+    "models": "load both models (refinement exported to ONNX Runtime)",
+    "photo": "read the photo, find and crop its face",
+    "speech": "decode the speech",
+    "first frame": "from the decoded speech to the first frame rendered",
+    "total": "time to the first frame, from the start of the program",
+}
+
+
+def startup_seconds(image: Path, audio: Path, mdn: str = "runs/mdn/latest", renderer: str = "runs/renderer/latest"):
+    """Seconds of each step from a fresh Python process's start to its first frame (``STARTUP_STEPS``), as
+    ``make generate`` takes them, for the photo file ``image`` and the speech file ``audio``."""
+    command = [sys.executable, "-c", STARTUP_CODE, str(image), str(audio), mdn, renderer]
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def peak_memory_mib(seconds: float) -> float:
     code = f"from experiments.bench.generate import peak_memory_child; peak_memory_child({seconds})"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -259,6 +299,11 @@ def measure() -> list[dict]:
                 rows.append({"measurement": f"{photo_name}, {path_name}: whole run, {CLIP_SECONDS:g} s clip",
                              "frames/s": speech.frames / seconds, "ms/frame": 1e3 * seconds / speech.frames,
                              "real-time factor": seconds / speech.seconds})  # fmt: skip
+        Image.fromarray(photos()[f"{PHOTO_SIZE}x{PHOTO_SIZE} photo"]).save(Path(scratch) / "photo.png")
+        startup = startup_seconds(Path(scratch) / "photo.png", Path(scratch) / "speech.wav")
+        for step, seconds in startup.items():
+            rows.append({"measurement": f"start-up, a fresh process, {PHOTO_SIZE}-px photo: {STARTUP_STEPS[step]}",
+                         "seconds": seconds})  # fmt: skip
     for seconds in (CLIP_SECONDS, LONG_SECONDS):
         rows.append({"measurement": f"peak memory of a whole run (after), {seconds:g} s of speech",
                      "MiB": peak_memory_mib(seconds)})  # fmt: skip
