@@ -12,6 +12,7 @@ from skimage import data
 
 from datamodules.media import SAMPLE_RATE, decode_speech, read_video
 from datamodules.photo import reference_from_photo
+from datamodules.threads import one_thread
 from experiments import generate as generation
 from experiments.generation.workers import one_thread_per_worker, ordered_map
 from tests.speech_data import speech_like
@@ -67,3 +68,30 @@ def test_two_workers_write_the_video_that_one_writes(tmp_path, tiny_runs):
         for workers in (1, 2)
     ]
     assert len(videos[0]) == speech.frames and np.array_equal(videos[0], videos[1])
+
+
+def test_overlapping_one_thread_blocks_of_two_threads_give_the_pools_back():
+    torch_threads, cv2_threads = torch.get_num_threads(), cv2.getNumThreads()
+    first_inside, second_inside, first_left = threading.Event(), threading.Event(), threading.Event()
+    seen = []
+
+    def first():
+        with one_thread():
+            first_inside.set()
+            second_inside.wait(30)
+        first_left.set()
+
+    def second():
+        first_inside.wait(30)
+        with one_thread():  # opened while the first block holds one thread, closed after it ends
+            second_inside.set()
+            first_left.wait(30)
+            seen.append(torch.get_num_threads())  # after the first block ended, inside the second
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert seen == [1]
+    assert (torch.get_num_threads(), cv2.getNumThreads()) == (torch_threads, cv2_threads)
