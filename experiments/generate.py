@@ -144,6 +144,12 @@ def reference_tensors(reference: Reference) -> tuple[torch.Tensor, torch.Tensor]
     return crop, torch.from_numpy(reference.crop_landmarks)[None]
 
 
+def render_batch(workers: int) -> int:
+    """Frames each render call takes when ``workers`` workers render (``RENDER_BATCH`` alone, ``WORKER_BATCH`` each of
+    several)."""
+    return RENDER_BATCH if workers == 1 else WORKER_BATCH
+
+
 def render_frames(
     renderer: torch.nn.Module,
     reference: Reference,
@@ -199,7 +205,7 @@ def write_video(
         compositor = PhotoCompositor(reference.photo, reference.box, face.FACE_CROP_SIZE, feather)
     closure = blink_closure(speech.frames, seed) if blinks else np.zeros(speech.frames, np.float32)
     workers = workers or default_workers()
-    batch = RENDER_BATCH if workers == 1 else WORKER_BATCH
+    batch = render_batch(workers)
 
     def target_batches() -> Iterator[torch.Tensor]:
         for part in landmark_chunks(speech, predict, chunk, overlap):

@@ -45,10 +45,10 @@ from experiments.bench import Options
 from experiments.bench.report import Row, at_least
 from experiments.generate import (
     RENDER_BATCH,
-    WORKER_BATCH,
     Models,
     paste_region,
     reference_tensors,
+    render_batch,
     resolve_checkpoint,
     write_video,
 )
@@ -118,11 +118,11 @@ def _reference():
 
 def stage_seconds(models: Models, reference, speech, out: Path, resolution: str, workers: int) -> dict[str, float]:
     """Seconds spent in each stage over every frame of ``speech`` (the chain of ``write_video``, chunk by chunk;
-    ``resolution`` ``crop``: render and paste back, ``photo``: motion and the photo warp), on one thread in batches
-    of ``WORKER_BATCH`` where ``workers`` is above 1 (one worker's share of the work), else on every thread."""
-    batch_size = RENDER_BATCH if workers == 1 else WORKER_BATCH
+    ``resolution`` ``crop``: render and paste back, ``photo``: motion and the photo warp) in batches of
+    ``render_batch(workers)``, on one thread where ``workers`` is above 1 (one worker's share of the work), else on
+    every thread."""
     with one_thread_per_worker(workers):
-        return _stage_seconds(models, reference, speech, out, resolution, batch_size)
+        return _stage_seconds(models, reference, speech, out, resolution, render_batch(workers))
 
 
 def _stage_seconds(models: Models, reference, speech, out: Path, resolution: str, batch_size: int) -> dict[str, float]:
@@ -179,8 +179,12 @@ def unchanged_psnr(before: Models, after: Models, reference) -> float:
     targets[..., :2] += torch.linspace(-6, 6, RENDER_BATCH)[:, None, None]
     targets[:, face.LOWER_INNER_LIP, 1] += 8.0  # an open mouth: the refinement paints
     inputs = crop.expand(RENDER_BATCH, -1, -1, -1), crop_landmarks.expand(RENDER_BATCH, -1, -1), targets
-    error = (before.renderer.render(*inputs) - after.renderer.render(*inputs)).square().mean().item()
-    return -10 * math.log10(max(error, 1e-12))
+    return psnr_db((before.renderer.render(*inputs) - after.renderer.render(*inputs)).square().mean().item())
+
+
+def psnr_db(mean_squared_error: float) -> float:
+    """PSNR (dB) of a mean squared error in [0, 1] colour units, capped at 120 dB (the same frames)."""
+    return -10 * math.log10(max(mean_squared_error, 1e-12))
 
 
 def peak_memory_child(seconds: float) -> None:
@@ -237,22 +241,26 @@ STARTUP_STEPS = {  # what the start-up child times -> its row's name
 def startup_seconds(image: Path, audio: Path, mdn: str = "runs/mdn/latest", renderer: str = "runs/renderer/latest"):
     """Seconds of each step from a fresh Python process's start to its first frame (``STARTUP_STEPS``), as
     ``make generate`` takes them, for the photo file ``image`` and the speech file ``audio``."""
-    command = [sys.executable, "-c", STARTUP_CODE, str(image), str(audio), mdn, renderer]
-    result = subprocess.run(command, capture_output=True, text=True, check=True)
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return json.loads(fresh_process_answer(STARTUP_CODE, str(image), str(audio), mdn, renderer))
+
+
+def fresh_process_answer(code: str, *arguments: str) -> str:
+    """The last line that Python ``code`` prints, run with ``arguments`` in a fresh process (nothing imported or
+    allocated by this one counts in what it measures)."""
+    result = subprocess.run([sys.executable, "-c", code, *arguments], capture_output=True, text=True, check=True)
+    return result.stdout.strip().splitlines()[-1]
 
 
 def peak_memory_mib(seconds: float) -> float:
     code = f"from experiments.bench.generate import peak_memory_child; peak_memory_child({seconds})"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return float(result.stdout.strip().splitlines()[-1])
+    return float(fresh_process_answer(code))
 
 
 def video_psnr(first: Path, second: Path) -> float:
     """PSNR (dB) of one video's decoded frames against another's (capped at 120 dB: the same frames)."""
     pairs = zip(read_video(first), read_video(second), strict=True)
     error = np.mean([np.mean((a.astype(np.float32) - b) ** 2) for a, b in pairs])  # frame by frame: little memory
-    return min(120.0, -10 * math.log10(max(error / 255.0**2, 1e-12)))
+    return psnr_db(error / 255.0**2)
 
 
 def measure() -> list[dict]:
