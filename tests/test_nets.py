@@ -119,6 +119,27 @@ def test_visual_encoder_encodes_every_slot_when_the_stacks_do_not_overlap():
     torch.testing.assert_close(content, every_frame_features(encoder, frames)[0])
 
 
+def test_visual_encoder_trunk_runs_channels_last_with_the_features_of_nchw():
+    torch.manual_seed(0)
+    encoder = VisualEncoder(dim=16, width=8, frames=5, head_hidden=32, step_stride=3).eval()
+    nchw = copy.deepcopy(encoder)
+    nchw.trunk.to(memory_format=torch.contiguous_format)
+    encoder.load_state_dict(nchw.state_dict())  # weights saved NCHW (older checkpoints) load into NHWC
+    frames = overlapping_stacks(clips=2, steps=4, stride=3)
+    formats = []
+    hook = encoder.trunk.conv1.register_forward_hook(
+        lambda module, inputs, output: formats.append(inputs[0].is_contiguous(memory_format=torch.channels_last))
+    )
+    content, speaker = encoder(frames)
+    hook.remove()
+
+    assert formats == [True]
+    assert encoder.trunk.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    want_content, want_speaker = nchw(frames)
+    torch.testing.assert_close(content, want_content, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(speaker, want_speaker, atol=1e-5, rtol=1e-4)
+
+
 @pytest.mark.parametrize("memory", [True, False])
 def test_speech_feature_extractor_shapes(memory):
     net = SpeechFeatureExtractor(

@@ -68,13 +68,16 @@ class VisualEncoder(nn.Module):
     distinct frames, not 40). When the input's stacks do overlap so (checked on the pixels, not assumed), the
     trunk encodes each distinct frame once and the stacks are gathered from its features: the same features as
     encoding every slot, 35% fewer frames. In training, the batch-norm statistics then count each frame once.
+
+    The trunk runs channels-last (its weights and the frames, NHWC), which oneDNN and cuDNN convolve faster than
+    NCHW: 1.17x the whole training step on 2 CPU cores (``make bench BENCH=sfe``).
     """
 
     def __init__(
         self, dim: int = 128, width: int = 64, frames: int = 5, head_hidden: int = 512, step_stride: int | None = None
     ):
         super().__init__()
-        self.trunk = resnet18_trunk(width)
+        self.trunk = resnet18_trunk(width).to(memory_format=torch.channels_last)
         self.content_head = _head(frames * 8 * width, head_hidden, dim)
         self.speaker_head = _head(frames * 8 * width, head_hidden, dim)
         self.step_stride = step_stride
@@ -98,7 +101,8 @@ class VisualEncoder(nn.Module):
         else:
             positions = torch.arange(steps * per_step).view(steps, per_step)
             images = frames.flatten(1, 2)  # [B, T*F, 3, H, W]
-        features = self.trunk((images.flatten(0, 1) - self.mean) / self.std)  # [B*N, 8w]
+        normalised = ((images.flatten(0, 1) - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
+        features = self.trunk(normalised)  # [B*N, 8w]
         features = features.view(batch, images.shape[1], -1)[:, positions.to(features.device)]  # [B, T, F, 8w]
         stacked = features.flatten(2)  # [B, T, F*8w], the frames of a step in time order
         return self.content_head(stacked), self.speaker_head(stacked)
