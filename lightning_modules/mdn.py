@@ -76,8 +76,7 @@ class LandmarkMDN(LightningModule):
     ``closure_weight`` > 0 (not in the published model, where it is 0) adds a head that predicts whether each
     frame's lips are together (the batch's ``lips_closed``), trained by binary cross-entropy at this weight;
     decoding then closes the lips where it is sure (``mdn_decoding.close_lips``), so that a p, b or m of one or
-    two frames is not averaged away by the mixture and the smoothing. ``closure_input``: what that head reads,
-    the hidden layer of the mixture (``hidden``) or the SFE's content features alone (``content``).
+    two frames is not averaged away by the mixture and the smoothing.
     """
 
     def __init__(
@@ -97,7 +96,6 @@ class LandmarkMDN(LightningModule):
         closed_weight: float = 1.0,
         closed_opening: float = 0.05,
         closure_weight: float = 0.0,
-        closure_input: Literal["hidden", "content"] = "hidden",
         dirichlet_alpha: float = 2.0,
         dirichlet_weight: float = 0.005,
         lr: float = 1e-4,
@@ -125,7 +123,7 @@ class LandmarkMDN(LightningModule):
             dropout=dropout,
             sigma_min=sigma_min,
             sigma_max=sigma_max,
-            closure=closure_input if closure_weight > 0 else None,
+            closure=closure_weight > 0,
         )
         self.mixture_nll = MixtureNLL(dirichlet_alpha, dirichlet_weight, mixture_scope)
         for name, value in statistics_tensors(statistics).items():

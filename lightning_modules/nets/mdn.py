@@ -1,7 +1,5 @@
 """Stage-2 nets: the SFE audio branch run on interleaved frame phases, and the mixture density head."""
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -54,9 +52,7 @@ class MixtureDensityHead(nn.Module):
     ``M`` means of ``points_dim + pose_dim`` (the landmark part is an offset from the reference), one sigma
     per component (ELU + 1, clamped) and ``M`` mixture logits. The ReLU after the hidden layer keeps it from
     folding into the linear heads. ``closure``: a fourth head, the logit of each frame's lips being closed
-    (not in the published model; ``LandmarkMDN`` trains it and closes the decoded lips with it), read from the
-    hidden layer (``"hidden"``) or from the content features alone (``"content"``: a small MLP that sees neither
-    the speaker nor the reference face, so that it cannot learn the training people's ways of closing).
+    (not in the published model; ``LandmarkMDN`` trains it and closes the decoded lips with it).
     """
 
     def __init__(
@@ -70,8 +66,7 @@ class MixtureDensityHead(nn.Module):
         dropout: float = 0.2,
         sigma_min: float = 0.01,
         sigma_max: float = 10.0,
-        closure: Literal["hidden", "content"] | None = None,
-        closure_hidden: int = 64,
+        closure: bool = False,
     ):
         super().__init__()
         self.points_dim, self.components = points_dim, components
@@ -84,13 +79,7 @@ class MixtureDensityHead(nn.Module):
         self.means = nn.Linear(hidden_dim, components * self.out_dim)
         self.sigmas = nn.Linear(hidden_dim, components)
         self.logits = nn.Linear(hidden_dim, components)
-        self.closure_input = closure
-        if closure == "content":
-            self.closure = nn.Sequential(
-                nn.Linear(feature_dim, closure_hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(closure_hidden, 1)
-            )
-        else:
-            self.closure = nn.Linear(hidden_dim, 1) if closure == "hidden" else None
+        self.closure = nn.Linear(hidden_dim, 1) if closure else None
 
     def forward(
         self,
@@ -113,6 +102,5 @@ class MixtureDensityHead(nn.Module):
         sigmas = (F.elu(self.sigmas(hidden).float()) + 1).clamp(self.sigma_min, self.sigma_max)
         outputs = {"means": means + offset, "sigmas": sigmas, "logits": self.logits(hidden).float()}
         if self.closure is not None:
-            closure_features = content if self.closure_input == "content" else hidden
-            outputs["closure_logits"] = self.closure(closure_features).float().squeeze(-1)
+            outputs["closure_logits"] = self.closure(hidden).float().squeeze(-1)
         return outputs
