@@ -3,9 +3,10 @@
 in alternating rounds; then bf16-mixed, the sync loss, and the GPU rows when there is a GPU.
 
 A step is forward, loss, backward and Adam on a batch held in memory (data loading is not measured; Lightning's
-logging is left out), after one warm-up step per variant. The batch's stacks overlap as the DataModule's do (one
-every 3rd frame of a clip: 26 distinct frames per clip), so this project's encoder encodes each once; "every
-slot" is the same model encoding all 40 (the step before the deduplication). The published step
+logging is left out), after one warm-up step per variant. The model is ``conf/sfe.yaml``'s (a half-width ResNet-18
+trunk, channels-last), beside the same model at the published trunk width and, as "before", at the published
+width encoding every stack slot. The batch's stacks overlap as the DataModule's do (one every 3rd frame of a clip:
+26 distinct frames per clip, 40 slots), so this project's encoder encodes each distinct frame once. The published step
 (:mod:`experiments.bench.published`) needs ``make bench PUBLISHED=<snapshot of Yaxinzhao97/MACL>``.
 """
 
@@ -16,17 +17,20 @@ from contextlib import ExitStack, nullcontext
 
 import torch
 import torch.nn.functional as F
+import yaml
 from torch.utils import benchmark
 
 from experiments.bench import Options
 from experiments.bench.published import published_step
 from experiments.bench.report import Row, at_least
+from experiments.cli import project_file
 from lightning_modules.losses import ScaledCosine, SyncInfoNCE
 from lightning_modules.sfe import SFEPretraining
 
 BATCH, STEPS, FRAMES, STRIDE, FEATURES = 4, 8, 5, 3, 128
 TIMED_ROUNDS = 2
 FACE, MOUTH = 256, 96
+PUBLISHED_WIDTH = 64  # the published trunk: ResNet-18 at its full width
 GOALS = {"face": at_least(5), "mouth": at_least(20)}  # speed-up over the published step (issue 23)
 
 
@@ -43,11 +47,18 @@ def overlapping_batch(image_size: int, seed: int = 0) -> dict:
     }
 
 
-def our_step(batch: dict, deduplicate: bool = True, precision: str = "32-true") -> Callable[[], None]:
-    """One training step of ``SFEPretraining`` at the paper's sizes (``training_step``, backward, Adam)."""
+def default_model(**overrides) -> SFEPretraining:
+    """Stage 1's model as ``conf/sfe.yaml`` configures it (what ``make pretrain-sfe`` trains), with ``overrides``."""
+    arguments = yaml.safe_load(project_file("conf/sfe.yaml").read_text())["model"]["init_args"]
+    return SFEPretraining(**{**arguments, "step_stride": STRIDE, **overrides})
+
+
+def our_step(batch: dict, deduplicate: bool = True, precision: str = "32-true", **overrides) -> Callable[[], None]:
+    """One training step of the default ``SFEPretraining`` with ``overrides`` (``training_step``, backward,
+    Adam)."""
     torch.manual_seed(0)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = SFEPretraining(step_stride=STRIDE).to(device).train()
+    model = default_model(**overrides).to(device).train()
     if not deduplicate:
         model.visual.step_stride = None
     model.log = model.log_dict = lambda *args, **kwargs: None  # no Trainer: the figures are the model's work
@@ -96,37 +107,44 @@ def ratios(slower: tuple[float, float], faster: tuple[float, float]) -> dict:
     return {"value": slower[0] / faster[0], "unit": "x", "note": f"{slower[1] / faster[1]:.3g}x in CPU time"}
 
 
+VARIANTS = {  # name: (label, our_step's arguments)
+    "default": ("the default (half-width trunk, visual_width 32)", {}),
+    "published width": ("the published trunk width (visual_width 64)", {"visual_width": PUBLISHED_WIDTH}),
+    "before": (
+        "before: the published width, every slot encoded",
+        {"visual_width": PUBLISHED_WIDTH, "deduplicate": False},
+    ),  # fmt: skip
+}
+
+
 def training_rows(options: Options) -> list[Row]:
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    face, mouth = overlapping_batch(FACE), overlapping_batch(MOUTH)
+    batches = {"face": overlapping_batch(FACE), "mouth": overlapping_batch(MOUTH)}
     rows = []
     with ExitStack() as stack:
-        steps = {
-            "face": our_step(face),
-            "face, every slot": our_step(face, deduplicate=False),
-            "mouth": our_step(mouth),
-            "mouth, every slot": our_step(mouth, deduplicate=False),
-        }
+        steps = {(size, variant): our_step(batch, **arguments)
+                 for size, batch in batches.items() for variant, (_, arguments) in VARIANTS.items()}  # fmt: skip
         if options.published is not None:
-            steps["published"] = stack.enter_context(published_step(options.published, face["audio"], face["frames"]))
+            audio, frames = batches["face"]["audio"], batches["face"]["frames"]
+            steps["published"] = stack.enter_context(published_step(options.published, audio, frames))
         timed = side_by_side(steps)
-    for name, size in (("face", FACE), ("mouth", MOUTH)):
-        label = f"{size}x{size} {'whole faces (the published input)' if size == FACE else 'mouth crops (the default)'}"
-        for variant in (name, f"{name}, every slot"):
-            encoded = "every slot (before)" if "every" in variant else "distinct frames once"
-            rows.append(Row(f"SFE training step ({device}, fp32), {label}, {encoded}", timed[variant][0], "s/step",
-                            note=f"{timed[variant][1]:.3g} CPU s"))  # fmt: skip
-        rows.append(Row(f"speed-up of encoding distinct frames once, {label}",
-                        **ratios(timed[f"{name}, every slot"], timed[name])))  # fmt: skip
-        ratio_name = f"speed-up over the published step (256x256 faces), ours at {label}"
+    if "published" in timed:
+        rows.append(Row(f"published SFE training step ({device}, fp32), 256x256 whole faces", timed["published"][0],
+                        "s/step", note=f"{timed['published'][1]:.3g} CPU s; Yaxinzhao97/MACL"))  # fmt: skip
+    for size, pixels in (("face", FACE), ("mouth", MOUTH)):
+        input_label = f"{pixels}x{pixels} {'whole faces (the published input)' if size == 'face' else 'mouth crops'}"
+        for variant, (label, _) in VARIANTS.items():
+            wall, cpu = timed[size, variant]
+            rows.append(Row(f"SFE training step ({device}, fp32), {input_label}, {label}", wall, "s/step",
+                            note=f"{cpu:.3g} CPU s"))  # fmt: skip
+        rows.append(Row(f"speed-up of the default over before, {input_label}",
+                        **ratios(timed[size, "before"], timed[size, "default"])))  # fmt: skip
+        ratio_name = f"speed-up over the published step (256x256 faces), the default at {input_label}"
         if "published" in timed:
-            rows.append(Row(ratio_name, **ratios(timed["published"], timed[name]), goal=GOALS[name]))
+            rows.append(Row(ratio_name, **ratios(timed["published"], timed[size, "default"]), goal=GOALS[size]))
         else:
             reason = "no snapshot of the published code (make bench PUBLISHED=<Yaxinzhao97/MACL checkout or archive>)"
-            rows.append(Row.not_measured(ratio_name, "x", reason, GOALS[name]))
-    if "published" in timed:
-        rows.insert(0, Row(f"published SFE training step ({device}, fp32), 256x256 whole faces", timed["published"][0],
-                           "s/step", note=f"{timed['published'][1]:.3g} CPU s; Yaxinzhao97/MACL"))  # fmt: skip
+            rows.append(Row.not_measured(ratio_name, "x", reason, GOALS[size]))
     return rows
 
 
@@ -154,7 +172,7 @@ def mixed_precision_rows() -> list[Row]:
 def _float16_step(batch: dict) -> Callable[[], None]:
     """``16-mixed`` on a GPU: float16 autocast with a gradient scaler, as Lightning's precision plugin."""
     torch.manual_seed(0)
-    model = SFEPretraining(step_stride=STRIDE).cuda().train()
+    model = default_model().cuda().train()
     model.log = model.log_dict = lambda *args, **kwargs: None
     model.trainer = type("OneDevice", (), {"world_size": 1})()
     optimizer, scaler = model.configure_optimizers(), torch.amp.GradScaler("cuda")
