@@ -47,10 +47,14 @@ def overlapping_batch(image_size: int, seed: int = 0) -> dict:
     }
 
 
+def default_arguments() -> dict:
+    """Stage 1's model arguments as ``conf/sfe.yaml`` sets them (what ``make pretrain-sfe`` trains)."""
+    return yaml.safe_load(project_file("conf/sfe.yaml").read_text())["model"]["init_args"]
+
+
 def default_model(**overrides) -> SFEPretraining:
-    """Stage 1's model as ``conf/sfe.yaml`` configures it (what ``make pretrain-sfe`` trains), with ``overrides``."""
-    arguments = yaml.safe_load(project_file("conf/sfe.yaml").read_text())["model"]["init_args"]
-    return SFEPretraining(**{**arguments, "step_stride": STRIDE, **overrides})
+    """Stage 1's model as ``conf/sfe.yaml`` configures it, with ``overrides``."""
+    return SFEPretraining(**{**default_arguments(), "step_stride": STRIDE, **overrides})
 
 
 def our_step(batch: dict, deduplicate: bool = True, precision: str = "32-true", **overrides) -> Callable[[], None]:
@@ -107,13 +111,13 @@ def ratios(slower: tuple[float, float], faster: tuple[float, float]) -> dict:
     return {"value": slower[0] / faster[0], "unit": "x", "note": f"{slower[1] / faster[1]:.3g}x in CPU time"}
 
 
-VARIANTS = {  # name: (label, our_step's arguments)
-    "default": ("the default (half-width trunk, visual_width 32)", {}),
+VARIANTS = {  # name: (label, our_step's arguments); the default's label gets conf/sfe.yaml's visual_width
+    "default": ("the default (conf/sfe.yaml: visual_width {width})", {}),
     "published width": ("the published trunk width (visual_width 64)", {"visual_width": PUBLISHED_WIDTH}),
     "before": (
         "before: the published width, every slot encoded",
         {"visual_width": PUBLISHED_WIDTH, "deduplicate": False},
-    ),  # fmt: skip
+    ),
 }
 
 
@@ -135,6 +139,7 @@ def training_rows(options: Options) -> list[Row]:
         input_label = f"{pixels}x{pixels} {'whole faces (the published input)' if size == 'face' else 'mouth crops'}"
         for variant, (label, _) in VARIANTS.items():
             wall, cpu = timed[size, variant]
+            label = label.format(width=default_arguments()["visual_width"])
             rows.append(Row(f"SFE training step ({device}, fp32), {input_label}, {label}", wall, "s/step",
                             note=f"{cpu:.3g} CPU s"))  # fmt: skip
         rows.append(Row(f"speed-up of the default over before, {input_label}",

@@ -70,7 +70,7 @@ class VisualEncoder(nn.Module):
     encoding every slot, 35% fewer frames. In training, the batch-norm statistics then count each frame once.
 
     The trunk runs channels-last (its weights and the frames, NHWC), which oneDNN and cuDNN convolve faster than
-    NCHW: 1.17x the whole training step on 2 CPU cores (``make bench BENCH=sfe``).
+    NCHW: 1.17x the whole training step on 2 CPU cores, side by side (``docs/benchmarks.md``).
     """
 
     def __init__(
