@@ -14,14 +14,25 @@ below ``val_fraction``, so its split never changes when speakers are added or re
 to a minimum: when the threshold picks fewer than two speakers out of four or more (one out of two or three),
 the speakers with the lowest hashes make up that minimum, so that identity metrics have negatives; at least one
 speaker always stays in training. Only in that fallback can added speakers move a validation speaker.
+
+A clip may carry a ground-truth sidecar ``<stem>.truth.json`` beside it (the embedded corpus writes one: its
+phones and articulation); preprocessing reads from it when the lips touch (:func:`sidecar_lips_together`).
 """
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 LAYOUTS = ("lrs2", "lrs3", "voxceleb1", "voxceleb2", "folder")
 SPLITS = ("train", "val", "test")
+
+
+# The lips' opening (``lips[:, 0]`` of a sidecar) under which they touch: a bilabial holds 0, a closed rest mouth
+# about 0.01, and every other viseme opens at least 0.06 (labiodental 0.08 at the smallest speaker's gain 0.75).
+LIPS_TOGETHER = 0.03
 
 
 class CorpusError(ValueError):
@@ -115,3 +126,20 @@ def discover(root: str | Path, layout: str, val_fraction: float = 0.1, seed: int
         Clip(path, clip_id, speaker, "test" if is_test else "val" if speaker in held_out else "train")
         for path, clip_id, speaker, is_test in found
     ]
+
+
+def sidecar_path(stem: Path) -> Path:
+    """Where the ground-truth sidecar of the clip whose path without suffix is ``stem`` is: ``<stem>.truth.json``."""
+    return stem.with_name(f"{stem.name}.truth.json")
+
+
+def sidecar_lips_together(video: Path, frames: int) -> np.ndarray | None:
+    """Whether the lips touch in each of the ``frames`` frames ``[T]`` (uint8) by the articulation in the sidecar
+    of the clip at ``video``: the lips' opening under ``LIPS_TOGETHER``; None when it has no such sidecar."""
+    path = sidecar_path(video.with_suffix(""))
+    if not path.is_file():
+        return None
+    lips = json.loads(path.read_text()).get("lips") or []
+    if len(lips) != frames:
+        return None
+    return (np.asarray(lips, np.float32)[:, 0] < LIPS_TOGETHER).astype(np.uint8)

@@ -20,11 +20,12 @@ class LandmarkBatch(TypedDict):
     reference_pose: torch.Tensor  # float32 [B, 6], the reference frame's absolute pose
     landmarks: torch.Tensor  # float32 [B, T, 68, 3], image-space landmarks in face-crop pixels (evaluation)
     mask: torch.Tensor  # float32 [B, T], 1 for real, valid frames; 0 for padding or long face gaps
-    lips_closed: torch.Tensor  # float32 [B, T], 1 where the lips are together (``lips_closed``)
+    lips_closed: torch.Tensor  # float32 [B, T], 1 where the lips are together (``closed_frames``)
     speaker: torch.Tensor  # int64 [B], index into LandmarkDataModule.speakers
 
 
 REFERENCES = ("closed", "any")
+CLOSURE_TARGETS = ("landmarks", "truth")
 CLOSED_SHARE = 0.35  # of the clip's opening range (most closed to 90th percentile) under which the lips are together
 
 
@@ -36,6 +37,16 @@ def lips_closed(registered: np.ndarray, valid: np.ndarray, reference_index: int)
     rest = opening[reference_index]
     top = np.quantile(opening[valid], 0.9) if valid.any() else rest
     return ((opening - rest) < CLOSED_SHARE * max(top - rest, 1e-6)).astype(np.float32)
+
+
+def closed_frames(record: dict, target: str = "landmarks") -> np.ndarray:
+    """Whether the lips are together in each frame ``[T]`` (float32 0/1) of a shard record, by its landmarks
+    (``landmarks``: :func:`lips_closed`), or (``truth``) by the corpus's ground truth where the clip has one
+    (``lips_together``, the embedded corpus's articulation: exact on a p, b or m of one frame), else its landmarks."""
+    truth = record.get("lips_together")
+    if target == "truth" and truth is not None and len(truth) == record["frames"]:
+        return truth.astype(np.float32)
+    return lips_closed(record["registered"], record["valid"].astype(bool), record["reference_index"])
 
 
 def reference_frame(registered: np.ndarray, valid: np.ndarray, window: np.ndarray, choice: str = "closed") -> int:
@@ -64,6 +75,7 @@ class LandmarkDataModule(ShardDataModule):
     ``training_reference``: ``closed`` (published) or ``any`` frame outside the window as the training reference
     (validation and test keep the most closed one, so their figures stay comparable). ``speech_augmentation``:
     the training audio heard through a random microphone, room and codec (``datamodules.speech_augmentation``).
+    ``closure_target``: where the batch's ``lips_closed`` comes from (:func:`closed_frames`).
     """
 
     def __init__(
@@ -74,14 +86,18 @@ class LandmarkDataModule(ShardDataModule):
         num_workers: int = 2,
         training_reference: Literal["closed", "any"] = "closed",
         speech_augmentation: bool = False,
+        closure_target: Literal["landmarks", "truth"] = "landmarks",
         seed: int = 0,
     ):
         super().__init__(shards, batch_size, num_workers, seed, speech_augmentation)
         if training_reference not in REFERENCES:
             raise ValueError(f"data.init_args.training_reference must be closed or any, not {training_reference!r}.")
+        if closure_target not in CLOSURE_TARGETS:
+            raise ValueError(f"data.init_args.closure_target must be landmarks or truth, not {closure_target!r}.")
         self.save_hyperparameters()
         self.frames = frames
         self.training_reference = training_reference
+        self.closure_target = closure_target
 
     @property
     def statistics(self) -> dict:
@@ -112,8 +128,6 @@ class LandmarkDataModule(ShardDataModule):
             "reference_pose": torch.from_numpy(reference_pose),
             "landmarks": torch.from_numpy(record["landmarks"][window]),
             "mask": torch.from_numpy(mask),
-            "lips_closed": torch.from_numpy(
-                lips_closed(record["registered"], valid, record["reference_index"])[window]
-            ),
+            "lips_closed": torch.from_numpy(closed_frames(record, self.closure_target)[window]),
             "speaker": speaker_index[record["speaker"]],
         }

@@ -13,7 +13,7 @@ from litdata import StreamingDataset
 from torchvision.transforms.v2 import functional as F
 
 from datamodules import face
-from datamodules.mdn import LandmarkDataModule, lips_closed
+from datamodules.mdn import LandmarkDataModule, closed_frames, lips_closed
 from datamodules.renderer import RenderDataModule, training_pair
 from datamodules.sfe import SFEDataModule, augment_colours
 from datamodules.shards import ShardDataModule, ShardsError
@@ -511,3 +511,24 @@ def test_lips_closed_marks_the_bilabials_of_every_person_whatever_their_closed_g
     assert np.mean(shares["bilabial"]) > 0.7 and np.mean(shares["open"]) < 0.1, {
         k: np.mean(v) for k, v in shares.items()
     }
+
+
+def test_the_closure_target_is_the_landmarks_or_the_corpus_truth_where_there_is_one(synthetic_shards):
+    """The MDN's ``lips_closed`` comes from the landmarks by default; with ``closure_target: truth`` from a record's
+    ``lips_together`` (the embedded corpus's articulation), and from the landmarks again where a record has none (a
+    real corpus, or shards from before it). A target it does not know is refused."""
+    record = landmark_records(synthetic_shards, "train")[0]
+    from_landmarks = lips_closed(record["registered"], record["valid"].astype(bool), record["reference_index"])
+    np.testing.assert_array_equal(closed_frames(record), from_landmarks)
+    np.testing.assert_array_equal(closed_frames(record, "truth"), record["lips_together"].astype(np.float32))
+    assert not np.array_equal(from_landmarks, closed_frames(record, "truth")), "the two targets differ on this clip"
+    without = {k: v for k, v in record.items() if k != "lips_together"}
+    for unknown in ({**record, "lips_together": np.zeros(0, np.uint8)}, without):
+        np.testing.assert_array_equal(closed_frames(unknown, "truth"), from_landmarks)
+    whole_clip = LandmarkDataModule(
+        str(synthetic_shards), frames=record["frames"], num_workers=0, closure_target="truth"
+    )
+    sample = whole_clip.sample(record, False, {record["speaker"]: 0})
+    np.testing.assert_array_equal(sample["lips_closed"].numpy(), record["lips_together"].astype(np.float32))
+    with pytest.raises(ValueError, match="closure_target must be landmarks or truth"):
+        LandmarkDataModule(str(synthetic_shards), closure_target="phones")

@@ -5,7 +5,7 @@ from lightning.pytorch import seed_everything
 
 from datamodules.face import CANONICAL_FACE
 from lightning_modules.mdn import LandmarkMDN, closure_loss
-from lightning_modules.mdn_decoding import close_lips
+from lightning_modules.mdn_decoding import CLOSURE_RAMP, close_lips
 from lightning_modules.metrics import mouth_opening
 from tests.mdn_data import TINY_SFE, SyntheticLandmarkData, clip_statistics
 from tests.trainer import quiet_trainer
@@ -20,7 +20,8 @@ def open_faces(gaps: list[float]) -> torch.Tensor:
 
 def test_closing_the_lips_follows_the_probability_ramp_and_keeps_their_thickness():
     faces = open_faces([0.2, 0.2, 0.2, 0.2])
-    closed = close_lips(faces, torch.tensor([0.0, 0.2, 0.325, 0.9]))  # the ramp runs from 0.2 to 0.45
+    low, high = CLOSURE_RAMP
+    closed = close_lips(faces, torch.tensor([0.0, low, (low + high) / 2, 0.9]))
     gap = float(mouth_opening(faces[0]))  # the canonical face's own gap and 0.2
     expected = torch.tensor([gap, gap, gap / 2, 0.0])
     torch.testing.assert_close(mouth_opening(closed), expected, atol=1e-5, rtol=0)

@@ -47,6 +47,25 @@ def test_stored_mouth_opening_follows_the_generator_truth(synthetic_corpus, synt
         assert set(record) == set(preprocessing.RECORD_KEYS)
 
 
+def test_the_lips_touch_where_the_sidecar_says_and_a_clip_without_one_stores_none(
+    synthetic_corpus, synthetic_shards, corpus_with_bad_clips, tmp_path
+):
+    """``lips_together`` is the generator's articulation: 1 on every p, b and m frame, 0 on every other speech
+    sound; a clip without a sidecar (any real corpus) stores an empty array, not a guess."""
+    kinds = {"bilabial": [], "rest": [], "speech": []}
+    for clip_id, record in records(synthetic_shards).items():
+        visemes = json.loads((synthetic_corpus / f"{clip_id}.truth.json").read_text())["visemes"]
+        assert record["lips_together"].shape == (record["frames"],)
+        for viseme, together in zip(visemes, record["lips_together"], strict=True):
+            kinds[viseme if viseme in kinds else "speech"].append(together)
+    shares = {kind: np.mean(flags) for kind, flags in kinds.items()}
+    assert shares["bilabial"] == 1.0 and shares["speech"] < 0.01 and shares["rest"] > 0.8, shares
+    without = tmp_path / "without-sidecars"
+    preprocessing.preprocess(corpus_with_bad_clips, "lrs3", without, workers=0, progress=False)
+    stored = records(without)
+    assert stored and all(record["lips_together"].shape == (0,) for record in stored.values())
+
+
 def test_manifest_and_index_describe_every_clip(synthetic_corpus, synthetic_shards):
     manifest = preprocessing.read_manifest(synthetic_shards)
     assert len(manifest) == len(list(synthetic_corpus.rglob("*.mp4")))

@@ -6,7 +6,7 @@ import numpy as np
 
 from datamodules import face
 from datamodules.audio import mel_spectrogram
-from datamodules.corpus import Clip
+from datamodules.corpus import Clip, sidecar_lips_together
 from datamodules.media import FPS, SAMPLE_RATE, MediaError, non_finite_audio, open_clip
 from datamodules.threads import one_thread
 
@@ -25,6 +25,7 @@ RECORD_KEYS = (
     "face_detected",  # uint8 [T], 1 where Face Mesh found the face
     "valid",  # uint8 [T], detected or inside a gap of at most 5 frames
     "reference_index",  # int, the valid frame with the most closed mouth
+    "lips_together",  # uint8 [T] where the clip has a ground-truth sidecar (1: the lips touch), else [0]
     "face_jpeg",  # uint8 [bytes] and face_offsets int64 [T + 1]: 256 x 256 aligned face crops
     "face_offsets",
     "mouth_jpeg",  # uint8 [bytes] and mouth_offsets int64 [T + 1]: 96 x 96 mouth crops
@@ -122,6 +123,7 @@ def process_clip(clip: Clip) -> dict:
     with one_thread():
         (face_jpeg, face_offsets), (mouth_jpeg, mouth_offsets) = _encoded_crops(decoded, face_box, mouth_boxes)
         mel = mel_spectrogram(audio, len(frames)).astype(np.float16)
+    lips_together = sidecar_lips_together(clip.path, len(frames))
     return {
         "clip": clip.clip_id,
         "speaker": clip.speaker,
@@ -134,6 +136,7 @@ def process_clip(clip: Clip) -> dict:
         "face_detected": detected.astype(np.uint8),
         "valid": valid.astype(np.uint8),
         "reference_index": face.reference_index(registered, valid),
+        "lips_together": lips_together if lips_together is not None else np.zeros(0, np.uint8),
         "face_jpeg": face_jpeg,
         "face_offsets": face_offsets,
         "mouth_jpeg": mouth_jpeg,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from datamodules.corpus import sidecar_path
 from datamodules.media import FPS, SAMPLE_RATE, write_video
 from datamodules.synthetic.articulation import CONTROL_RATE, articulate, frame_visemes
 from datamodules.synthetic.faces import MAX_OPENING, MAX_SPREAD, MOUTH_CORNERS, render_frame, speaker_face
@@ -130,7 +131,7 @@ def write_clip(job: ClipJob, root: Path) -> str:
     video, audio, truth = synthesise_clip(job)
     path = root / job.relative_path
     write_video(path, video, audio)
-    path.with_name(f"{path.stem}.truth.json").write_text(json.dumps(truth, ensure_ascii=False) + "\n")
+    sidecar_path(path.with_suffix("")).write_text(json.dumps(truth, ensure_ascii=False) + "\n")
     if job.layout == "lrs3":
         path.with_suffix(".txt").write_text(lrs3_transcript(truth["words"]))
     return job.relative_path

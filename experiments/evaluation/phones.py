@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from datamodules.corpus import sidecar_path
 from datamodules.media import SAMPLE_RATE, MediaError, read_audio
 
 FRAME_RATE = 100  # pocketsphinx's feature frames per second
@@ -108,7 +109,7 @@ def clip_phones(stem: Path, audio: np.ndarray | None = None) -> tuple[Phones | N
     ``<stem>.truth.json`` (the embedded corpus), else pocketsphinx on ``audio`` (or the clip's own file), forced
     to the LRS-style transcript ``<stem>.txt`` when there is one that aligns, else by phone recognition.
     ``(None, reason)`` when there is neither a sidecar nor readable audio, or the audio cannot be aligned."""
-    sidecar = stem.parent / f"{stem.name}.truth.json"
+    sidecar = sidecar_path(stem)
     if sidecar.is_file():
         phonemes = json.loads(sidecar.read_text()).get("phonemes")
         if phonemes:
