@@ -133,13 +133,29 @@ def sidecar_path(stem: Path) -> Path:
     return stem.with_name(f"{stem.name}.truth.json")
 
 
-def sidecar_lips_together(video: Path, frames: int) -> np.ndarray | None:
-    """Whether the lips touch in each of the ``frames`` frames ``[T]`` (uint8) by the articulation in the sidecar
-    of the clip at ``video``: the lips' opening under ``LIPS_TOGETHER``; None when it has no such sidecar."""
+def _sidecar_frames(video: Path, frames: int) -> dict | None:
+    """The sidecar of the clip at ``video`` when it has one that describes ``frames`` frames, else None."""
     path = sidecar_path(video.with_suffix(""))
     if not path.is_file():
         return None
-    lips = json.loads(path.read_text()).get("lips") or []
-    if len(lips) != frames:
+    truth = json.loads(path.read_text())
+    return truth if len(truth.get("lips") or []) == len(truth.get("visemes") or []) == frames else None
+
+
+def sidecar_lips_together(video: Path, frames: int) -> np.ndarray | None:
+    """Whether the lips touch in each of the ``frames`` frames ``[T]`` (uint8) by the articulation in the sidecar
+    of the clip at ``video``: the lips' opening under ``LIPS_TOGETHER``; None when it has no such sidecar."""
+    truth = _sidecar_frames(video, frames)
+    if truth is None:
         return None
-    return (np.asarray(lips, np.float32)[:, 0] < LIPS_TOGETHER).astype(np.uint8)
+    return (np.asarray(truth["lips"], np.float32)[:, 0] < LIPS_TOGETHER).astype(np.uint8)
+
+
+def sidecar_visemes(video: Path, frames: int, classes: tuple[str, ...]) -> np.ndarray | None:
+    """The viseme of each of the ``frames`` frames ``[T]`` (int8: its index in ``classes``, -1 for one not there)
+    by the sidecar of the clip at ``video``; None when it has no such sidecar."""
+    truth = _sidecar_frames(video, frames)
+    if truth is None:
+        return None
+    index = {name: position for position, name in enumerate(classes)}
+    return np.array([index.get(name, -1) for name in truth["visemes"]], np.int8)

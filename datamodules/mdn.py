@@ -21,6 +21,7 @@ class LandmarkBatch(TypedDict):
     landmarks: torch.Tensor  # float32 [B, T, 68, 3], image-space landmarks in face-crop pixels (evaluation)
     mask: torch.Tensor  # float32 [B, T], 1 for real, valid frames; 0 for padding or long face gaps
     lips_closed: torch.Tensor  # float32 [B, T], 1 where the lips are together (``closed_frames``)
+    visemes: torch.Tensor  # int64 [B, T], the corpus's viseme (index in VISEME_CLASSES), -1 where not known
     speaker: torch.Tensor  # int64 [B], index into LandmarkDataModule.speakers
 
 
@@ -47,6 +48,14 @@ def closed_frames(record: dict, target: str = "landmarks") -> np.ndarray:
     if target == "truth" and truth is not None and len(truth) == record["frames"]:
         return truth.astype(np.float32)
     return lips_closed(record["registered"], record["valid"].astype(bool), record["reference_index"])
+
+
+def known_visemes(record: dict) -> np.ndarray:
+    """The viseme index of each frame ``[T]`` (int64) of a shard record, -1 where the clip has no ground truth."""
+    visemes = record.get("visemes")
+    if visemes is not None and len(visemes) == record["frames"]:
+        return visemes.astype(np.int64)
+    return np.full(record["frames"], -1, np.int64)
 
 
 def reference_frame(registered: np.ndarray, valid: np.ndarray, window: np.ndarray, choice: str = "closed") -> int:
@@ -129,5 +138,6 @@ class LandmarkDataModule(ShardDataModule):
             "landmarks": torch.from_numpy(record["landmarks"][window]),
             "mask": torch.from_numpy(mask),
             "lips_closed": torch.from_numpy(closed_frames(record, self.closure_target)[window]),
+            "visemes": torch.from_numpy(known_visemes(record)[window]),
             "speaker": speaker_index[record["speaker"]],
         }

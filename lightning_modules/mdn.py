@@ -45,6 +45,15 @@ def closure_loss(logits: torch.Tensor, closed: torch.Tensor, mask: torch.Tensor)
     return (losses * weights).sum() / valid.sum().clamp_min(1)
 
 
+def viseme_loss(logits: torch.Tensor, visemes: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of viseme ``logits [B, T, V]`` against ``visemes [B, T]`` over frames with ``mask`` 1 and a
+    known viseme (not -1); 0 when there is none (a real corpus has no such truth)."""
+    known = (visemes >= 0) & (mask > 0)
+    if not known.any():
+        return logits.sum() * 0.0
+    return torch.nn.functional.cross_entropy(logits[known], visemes[known])
+
+
 def motion_metrics() -> MetricCollection:
     return MetricCollection(
         {
@@ -76,7 +85,9 @@ class LandmarkMDN(LightningModule):
     ``closure_weight`` > 0 (not in the published model, where it is 0) adds a head that predicts whether each
     frame's lips are together (the batch's ``lips_closed``), trained by binary cross-entropy at this weight;
     decoding then closes the lips where it is sure (``mdn_decoding.close_lips``), so that a p, b or m of one or
-    two frames is not averaged away by the mixture and the smoothing.
+    two frames is not averaged away by the mixture and the smoothing. ``viseme_weight`` > 0 (not published) adds
+    an auxiliary head over ``viseme_classes`` visemes, trained by cross-entropy at this weight against the batch's
+    ``visemes`` where the corpus knows them, so the hidden layer must tell a p from a t whatever the voice.
     """
 
     def __init__(
@@ -96,6 +107,8 @@ class LandmarkMDN(LightningModule):
         closed_weight: float = 1.0,
         closed_opening: float = 0.05,
         closure_weight: float = 0.0,
+        viseme_weight: float = 0.0,
+        viseme_classes: int = 18,
         dirichlet_alpha: float = 2.0,
         dirichlet_weight: float = 0.005,
         lr: float = 1e-4,
@@ -124,6 +137,7 @@ class LandmarkMDN(LightningModule):
             sigma_min=sigma_min,
             sigma_max=sigma_max,
             closure=closure_weight > 0,
+            visemes=viseme_classes if viseme_weight > 0 else 0,
         )
         self.mixture_nll = MixtureNLL(dirichlet_alpha, dirichlet_weight, mixture_scope)
         for name, value in statistics_tensors(statistics).items():
@@ -237,6 +251,10 @@ class LandmarkMDN(LightningModule):
         if "closure_logits" in mixture:
             logged["closure_bce"] = closure_loss(mixture["closure_logits"], batch["lips_closed"], batch["mask"])
             total = total + self.hparams.closure_weight * logged["closure_bce"]
+            logged["loss"] = total
+        if "viseme_logits" in mixture:
+            logged["viseme_ce"] = viseme_loss(mixture["viseme_logits"], batch["visemes"], batch["mask"])
+            total = total + self.hparams.viseme_weight * logged["viseme_ce"]
             logged["loss"] = total
         for component in range(self.hparams.components):
             logged[f"weight_{component}"] = (mixture_weights[..., component, None] * valid).sum() / valid.sum()

@@ -255,6 +255,7 @@ def test_landmark_batches_follow_the_contract(synthetic_shards, split):
             "landmarks": ((2, 20, 68, 3), torch.float32),
             "mask": ((2, 20), torch.float32),
             "lips_closed": ((2, 20), torch.float32),
+            "visemes": ((2, 20), torch.int64),
             "speaker": ((2,), torch.int64),
         },
     )

@@ -4,7 +4,7 @@ import torch
 from lightning.pytorch import seed_everything
 
 from datamodules.face import CANONICAL_FACE
-from lightning_modules.mdn import LandmarkMDN, closure_loss
+from lightning_modules.mdn import LandmarkMDN, closure_loss, viseme_loss
 from lightning_modules.mdn_decoding import CLOSURE_RAMP, close_lips
 from lightning_modules.metrics import mouth_opening
 from tests.mdn_data import TINY_SFE, SyntheticLandmarkData, clip_statistics
@@ -75,3 +75,31 @@ def test_the_closure_head_learns_closed_lips_from_the_speech_and_decoding_closes
     closed = batch["lips_closed"] > 0.5
     gap = lambda tracks: (mouth_opening(tracks) - mouth_opening(batch["reference"])[:, None])[closed].mean()  # noqa: E731
     assert gap(with_closure) < 0.7 * gap(without[0][0]), (gap(with_closure), gap(without[0][0]))
+
+
+def test_the_viseme_loss_counts_only_known_unmasked_frames_and_is_zero_without_any():
+    logits = torch.randn(2, 5, 18, requires_grad=True)
+    visemes = torch.tensor([[3, -1, 7, 7, 0], [-1, -1, -1, -1, -1]])
+    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0, 1.0], [1.0] * 5])
+    counted = torch.tensor([[True, False, True, False, True], [False] * 5])
+    expected = torch.nn.functional.cross_entropy(logits[counted], visemes[counted])
+    torch.testing.assert_close(viseme_loss(logits, visemes, mask), expected)
+    unknown = viseme_loss(logits, torch.full_like(visemes, -1), mask)
+    unknown.backward()
+    assert unknown.item() == 0.0 and logits.grad is not None
+
+
+def test_the_viseme_head_is_there_only_when_weighted_and_its_loss_joins_the_total():
+    statistics = clip_statistics(SyntheticLandmarkData(frames=16).train_set)
+    batch = next(iter(SyntheticLandmarkData(frames=16, batch_size=4).train_dataloader()))
+    batch["visemes"] = torch.randint(0, 18, batch["mask"].shape)
+    losses = {}
+    for weight in (0.0, 1.0):
+        seed_everything(0)
+        model = LandmarkMDN(sfe_hparams=TINY_SFE, statistics=statistics, hidden_dim=32, reference_dim=8,
+                            viseme_weight=weight)  # fmt: skip
+        mixture = model(batch["audio"], batch["reference"])
+        assert ("viseme_logits" in mixture) == (weight > 0)
+        losses[weight] = model._shared_step(batch, "train")
+    assert mixture["viseme_logits"].shape == (*batch["mask"].shape, 18)
+    assert losses[1.0] > losses[0.0] + 1.0, "an untrained head's cross-entropy over 18 visemes (about ln 18) adds"

@@ -25,6 +25,7 @@ from datamodules.face import mouth_opening
 from datamodules.media import open_clip, read_audio, read_video, write_video
 from datamodules.preprocess import packaging
 from datamodules.preprocess.clip import DecodedOnce
+from datamodules.synthetic.articulation import VISEME_CLASSES
 from datamodules.threads import one_thread
 from tests.test_datamodules import ClipIds
 
@@ -51,11 +52,13 @@ def test_the_lips_touch_where_the_sidecar_says_and_a_clip_without_one_stores_non
     synthetic_corpus, synthetic_shards, corpus_with_bad_clips, tmp_path
 ):
     """``lips_together`` is the generator's articulation: 1 on every p, b and m frame, 0 on every other speech
-    sound; a clip without a sidecar (any real corpus) stores an empty array, not a guess."""
+    sound, and ``visemes`` its viseme per frame; a clip without a sidecar (any real corpus) stores empty arrays,
+    not a guess."""
     kinds = {"bilabial": [], "rest": [], "speech": []}
     for clip_id, record in records(synthetic_shards).items():
         visemes = json.loads((synthetic_corpus / f"{clip_id}.truth.json").read_text())["visemes"]
         assert record["lips_together"].shape == (record["frames"],)
+        assert [VISEME_CLASSES[index] for index in record["visemes"]] == visemes
         for viseme, together in zip(visemes, record["lips_together"], strict=True):
             kinds[viseme if viseme in kinds else "speech"].append(together)
     shares = {kind: np.mean(flags) for kind, flags in kinds.items()}
@@ -63,7 +66,7 @@ def test_the_lips_touch_where_the_sidecar_says_and_a_clip_without_one_stores_non
     without = tmp_path / "without-sidecars"
     preprocessing.preprocess(corpus_with_bad_clips, "lrs3", without, workers=0, progress=False)
     stored = records(without)
-    assert stored and all(record["lips_together"].shape == (0,) for record in stored.values())
+    assert stored and all(each["lips_together"].shape == each["visemes"].shape == (0,) for each in stored.values())
 
 
 def test_manifest_and_index_describe_every_clip(synthetic_corpus, synthetic_shards):

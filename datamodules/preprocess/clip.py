@@ -6,7 +6,7 @@ import numpy as np
 
 from datamodules import face
 from datamodules.audio import mel_spectrogram
-from datamodules.corpus import Clip, sidecar_lips_together
+from datamodules.corpus import Clip, sidecar_lips_together, sidecar_visemes
 from datamodules.media import FPS, SAMPLE_RATE, MediaError, non_finite_audio, open_clip
 from datamodules.threads import one_thread
 
@@ -26,6 +26,7 @@ RECORD_KEYS = (
     "valid",  # uint8 [T], detected or inside a gap of at most 5 frames
     "reference_index",  # int, the valid frame with the most closed mouth
     "lips_together",  # uint8 [T] where the clip has a ground-truth sidecar (1: the lips touch), else [0]
+    "visemes",  # int8 [T] where the clip has a ground-truth sidecar (index in VISEME_CLASSES), else [0]
     "face_jpeg",  # uint8 [bytes] and face_offsets int64 [T + 1]: 256 x 256 aligned face crops
     "face_offsets",
     "mouth_jpeg",  # uint8 [bytes] and mouth_offsets int64 [T + 1]: 96 x 96 mouth crops
@@ -123,7 +124,10 @@ def process_clip(clip: Clip) -> dict:
     with one_thread():
         (face_jpeg, face_offsets), (mouth_jpeg, mouth_offsets) = _encoded_crops(decoded, face_box, mouth_boxes)
         mel = mel_spectrogram(audio, len(frames)).astype(np.float16)
+    from datamodules.synthetic.articulation import VISEME_CLASSES  # the generator's imports cost a second
+
     lips_together = sidecar_lips_together(clip.path, len(frames))
+    visemes = sidecar_visemes(clip.path, len(frames), VISEME_CLASSES)
     return {
         "clip": clip.clip_id,
         "speaker": clip.speaker,
@@ -137,6 +141,7 @@ def process_clip(clip: Clip) -> dict:
         "valid": valid.astype(np.uint8),
         "reference_index": face.reference_index(registered, valid),
         "lips_together": lips_together if lips_together is not None else np.zeros(0, np.uint8),
+        "visemes": visemes if visemes is not None else np.zeros(0, np.int8),
         "face_jpeg": face_jpeg,
         "face_offsets": face_offsets,
         "mouth_jpeg": mouth_jpeg,

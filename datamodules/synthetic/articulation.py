@@ -35,6 +35,7 @@ VISEMES = {
     "spread": (0.25, 0.9, 0.3),
     "round": (0.25, -0.9, 0.0),
 }
+VISEME_CLASSES = tuple(VISEMES)  # the order in which shard records number the visemes (``visemes``)
 PHONE_VISEMES = {
     **dict.fromkeys("pbm", "bilabial"),
     **dict.fromkeys("fv", "labiodental"),

@@ -52,7 +52,9 @@ class MixtureDensityHead(nn.Module):
     ``M`` means of ``points_dim + pose_dim`` (the landmark part is an offset from the reference), one sigma
     per component (ELU + 1, clamped) and ``M`` mixture logits. The ReLU after the hidden layer keeps it from
     folding into the linear heads. ``closure``: a fourth head, the logit of each frame's lips being closed
-    (not in the published model; ``LandmarkMDN`` trains it and closes the decoded lips with it).
+    (not in the published model; ``LandmarkMDN`` trains it and closes the decoded lips with it). ``visemes`` > 0:
+    a head of that many viseme logits per frame, an auxiliary target that asks the hidden layer for the phonetic
+    class of the mouth (not in the published model).
     """
 
     def __init__(
@@ -67,6 +69,7 @@ class MixtureDensityHead(nn.Module):
         sigma_min: float = 0.01,
         sigma_max: float = 10.0,
         closure: bool = False,
+        visemes: int = 0,
     ):
         super().__init__()
         self.points_dim, self.components = points_dim, components
@@ -80,6 +83,7 @@ class MixtureDensityHead(nn.Module):
         self.sigmas = nn.Linear(hidden_dim, components)
         self.logits = nn.Linear(hidden_dim, components)
         self.closure = nn.Linear(hidden_dim, 1) if closure else None
+        self.visemes = nn.Linear(hidden_dim, visemes) if visemes > 0 else None
 
     def forward(
         self,
@@ -89,7 +93,7 @@ class MixtureDensityHead(nn.Module):
         encoder_reference: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """``[B, T, D]`` twice and ``[B, points_dim]`` -> ``means [B, T, M, out]``, ``sigmas``, ``logits [B, T, M]``
-        (and ``closure_logits [B, T]`` with the closure head).
+        (and ``closure_logits [B, T]`` with the closure head, ``viseme_logits [B, T, V]`` with the viseme head).
 
         ``encoder_reference`` (default ``reference``) is what the reference encoder sees; the offset of the
         means is always ``reference`` itself."""
@@ -103,4 +107,6 @@ class MixtureDensityHead(nn.Module):
         outputs = {"means": means + offset, "sigmas": sigmas, "logits": self.logits(hidden).float()}
         if self.closure is not None:
             outputs["closure_logits"] = self.closure(hidden).float().squeeze(-1)
+        if self.visemes is not None:
+            outputs["viseme_logits"] = self.visemes(hidden).float()
         return outputs
