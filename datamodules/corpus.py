@@ -16,7 +16,8 @@ the speakers with the lowest hashes make up that minimum, so that identity metri
 speaker always stays in training. Only in that fallback can added speakers move a validation speaker.
 
 A clip may carry a ground-truth sidecar ``<stem>.truth.json`` beside it (the embedded corpus writes one: its
-phones and articulation); preprocessing reads from it when the lips touch (:func:`sidecar_lips_together`).
+phones and articulation); preprocessing reads from it when the lips touch and each frame's viseme
+(:func:`sidecar_lips_together`, :func:`sidecar_visemes`).
 """
 
 import hashlib
