@@ -16,8 +16,8 @@ the speakers with the lowest hashes make up that minimum, so that identity metri
 speaker always stays in training. Only in that fallback can added speakers move a validation speaker.
 
 A clip may carry a ground-truth sidecar ``<stem>.truth.json`` beside it (the embedded corpus writes one: its
-phones and articulation); preprocessing reads from it when the lips touch and each frame's viseme
-(:func:`sidecar_lips_together`, :func:`sidecar_visemes`).
+phones and articulation); preprocessing reads it once (:func:`frame_sidecar`) for when the lips touch and each
+frame's viseme (:func:`sidecar_lips_together`, :func:`sidecar_visemes`).
 """
 
 import hashlib
@@ -134,8 +134,8 @@ def sidecar_path(stem: Path) -> Path:
     return stem.with_name(f"{stem.name}.truth.json")
 
 
-def _sidecar_frames(video: Path, frames: int) -> dict | None:
-    """The sidecar of the clip at ``video`` when it has one that describes ``frames`` frames, else None."""
+def frame_sidecar(video: Path, frames: int) -> dict | None:
+    """The sidecar of the clip at ``video`` whose per-frame tracks cover its ``frames`` frames, if any."""
     path = sidecar_path(video.with_suffix(""))
     if not path.is_file():
         return None
@@ -143,20 +143,14 @@ def _sidecar_frames(video: Path, frames: int) -> dict | None:
     return truth if len(truth.get("lips") or []) == len(truth.get("visemes") or []) == frames else None
 
 
-def sidecar_lips_together(video: Path, frames: int) -> np.ndarray | None:
-    """Whether the lips touch in each of the ``frames`` frames ``[T]`` (uint8) by the articulation in the sidecar
-    of the clip at ``video``: the lips' opening under ``LIPS_TOGETHER``; None when it has no such sidecar."""
-    truth = _sidecar_frames(video, frames)
-    if truth is None:
-        return None
+def sidecar_lips_together(truth: dict) -> np.ndarray:
+    """Whether the lips touch in each frame ``[T]`` (uint8) by a :func:`frame_sidecar`'s articulation: the lips'
+    opening under ``LIPS_TOGETHER``."""
     return (np.asarray(truth["lips"], np.float32)[:, 0] < LIPS_TOGETHER).astype(np.uint8)
 
 
-def sidecar_visemes(video: Path, frames: int, classes: tuple[str, ...]) -> np.ndarray | None:
-    """The viseme of each of the ``frames`` frames ``[T]`` (int8: its index in ``classes``, -1 for one not there)
-    by the sidecar of the clip at ``video``; None when it has no such sidecar."""
-    truth = _sidecar_frames(video, frames)
-    if truth is None:
-        return None
+def sidecar_visemes(truth: dict, classes: tuple[str, ...]) -> np.ndarray:
+    """The viseme of each frame ``[T]`` of a :func:`frame_sidecar` (int8: its index in ``classes``, -1 for one not
+    there)."""
     index = {name: position for position, name in enumerate(classes)}
     return np.array([index.get(name, -1) for name in truth["visemes"]], np.int8)

@@ -40,22 +40,26 @@ def lips_closed(registered: np.ndarray, valid: np.ndarray, reference_index: int)
     return ((opening - rest) < CLOSED_SHARE * max(top - rest, 1e-6)).astype(np.float32)
 
 
+def _ground_truth(record: dict, key: str) -> np.ndarray | None:
+    """A record's per-frame ground truth ``key`` ``[T]`` when the clip has it (the embedded corpus), else None."""
+    truth = record.get(key)
+    return truth if truth is not None and len(truth) == record["frames"] else None
+
+
 def closed_frames(record: dict, target: str = "landmarks") -> np.ndarray:
     """Whether the lips are together in each frame ``[T]`` (float32 0/1) of a shard record, by its landmarks
     (``landmarks``: :func:`lips_closed`), or (``truth``) by the corpus's ground truth where the clip has one
     (``lips_together``, the embedded corpus's articulation: exact on a p, b or m of one frame), else its landmarks."""
-    truth = record.get("lips_together")
-    if target == "truth" and truth is not None and len(truth) == record["frames"]:
+    truth = _ground_truth(record, "lips_together") if target == "truth" else None
+    if truth is not None:
         return truth.astype(np.float32)
     return lips_closed(record["registered"], record["valid"].astype(bool), record["reference_index"])
 
 
 def known_visemes(record: dict) -> np.ndarray:
     """The viseme index of each frame ``[T]`` (int64) of a shard record, -1 where the clip has no ground truth."""
-    visemes = record.get("visemes")
-    if visemes is not None and len(visemes) == record["frames"]:
-        return visemes.astype(np.int64)
-    return np.full(record["frames"], -1, np.int64)
+    visemes = _ground_truth(record, "visemes")
+    return visemes.astype(np.int64) if visemes is not None else np.full(record["frames"], -1, np.int64)
 
 
 def reference_frame(registered: np.ndarray, valid: np.ndarray, window: np.ndarray, choice: str = "closed") -> int:

@@ -6,7 +6,7 @@ import numpy as np
 
 from datamodules import face
 from datamodules.audio import mel_spectrogram
-from datamodules.corpus import Clip, sidecar_lips_together, sidecar_visemes
+from datamodules.corpus import Clip, frame_sidecar, sidecar_lips_together, sidecar_visemes
 from datamodules.media import FPS, SAMPLE_RATE, MediaError, non_finite_audio, open_clip
 from datamodules.threads import one_thread
 
@@ -124,10 +124,12 @@ def process_clip(clip: Clip) -> dict:
     with one_thread():
         (face_jpeg, face_offsets), (mouth_jpeg, mouth_offsets) = _encoded_crops(decoded, face_box, mouth_boxes)
         mel = mel_spectrogram(audio, len(frames)).astype(np.float16)
-    from datamodules.synthetic.articulation import VISEME_CLASSES  # the generator's imports cost a second
+    lips_together, visemes = np.zeros(0, np.uint8), np.zeros(0, np.int8)
+    truth = frame_sidecar(clip.path, len(frames))
+    if truth is not None:  # only a corpus with sidecars, the generator's own, pays for the generator's imports
+        from datamodules.synthetic.articulation import VISEME_CLASSES
 
-    lips_together = sidecar_lips_together(clip.path, len(frames))
-    visemes = sidecar_visemes(clip.path, len(frames), VISEME_CLASSES)
+        lips_together, visemes = sidecar_lips_together(truth), sidecar_visemes(truth, VISEME_CLASSES)
     return {
         "clip": clip.clip_id,
         "speaker": clip.speaker,
@@ -140,8 +142,8 @@ def process_clip(clip: Clip) -> dict:
         "face_detected": detected.astype(np.uint8),
         "valid": valid.astype(np.uint8),
         "reference_index": face.reference_index(registered, valid),
-        "lips_together": lips_together if lips_together is not None else np.zeros(0, np.uint8),
-        "visemes": visemes if visemes is not None else np.zeros(0, np.int8),
+        "lips_together": lips_together,
+        "visemes": visemes,
         "face_jpeg": face_jpeg,
         "face_offsets": face_offsets,
         "mouth_jpeg": mouth_jpeg,

@@ -135,11 +135,12 @@ def training_rows(options: Options) -> list[Row]:
     if "published" in timed:
         rows.append(Row(f"published SFE training step ({device}, fp32), 256x256 whole faces", timed["published"][0],
                         "s/step", note=f"{timed['published'][1]:.3g} CPU s; Yaxinzhao97/MACL"))  # fmt: skip
+    default_width = default_arguments()["visual_width"]
     for size, pixels in (("face", FACE), ("mouth", MOUTH)):
         input_label = f"{pixels}x{pixels} {'whole faces (the published input)' if size == 'face' else 'mouth crops'}"
         for variant, (label, _) in VARIANTS.items():
             wall, cpu = timed[size, variant]
-            label = label.format(width=default_arguments()["visual_width"])
+            label = label.format(width=default_width)
             rows.append(Row(f"SFE training step ({device}, fp32), {input_label}, {label}", wall, "s/step",
                             note=f"{cpu:.3g} CPU s"))  # fmt: skip
         rows.append(Row(f"speed-up of the default over before, {input_label}",
