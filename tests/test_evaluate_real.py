@@ -1,6 +1,7 @@
 """make evaluate-real end to end on a tiny stand-in set (a package photo, a synthetic recording, one corpus clip)
 with tiny random stages: every row has its variants and the report is written; a missing item names its package."""
 
+import argparse
 import json
 
 import numpy as np
@@ -73,3 +74,23 @@ def test_a_missing_recording_is_one_sentence(tmp_path, monkeypatch, capsys):
     assert evaluate_real.main(["--corpus-clips=0", f"--out={tmp_path}", f"--videos={tmp_path}"]) == 1
     error = capsys.readouterr().err.strip()
     assert error.startswith("error: The real-speech speech v") and error.endswith("`apt-get install pkg`).")
+
+
+def test_held_out_clips_take_every_clip_of_the_split_speakers_in_turn(tmp_path):
+    for speaker, clips in (("aaaaaaaaaaa", 3), ("bbbbbbbbbbb", 1)):  # lrs3 test/<speaker>/<clip>.mp4
+        for index in range(1, clips + 1):
+            (tmp_path / "test" / speaker).mkdir(parents=True, exist_ok=True)
+            (tmp_path / "test" / speaker / f"{index:05d}.mp4").touch()
+    (tmp_path / "pretrain" / "ccccccccccc").mkdir(parents=True)
+    (tmp_path / "pretrain" / "ccccccccccc" / "00001.mp4").touch()
+    names = [f"{path.parent.name[0]}{path.stem[-1]}" for path in evaluate_real.held_out_clips(tmp_path, "held-out")]
+    assert names == ["a1", "b1", "a2", "a3"]
+    assert [path.stem for path in evaluate_real.held_out_clips(tmp_path, "held-out", 2)] == ["00001", "00001"]
+    assert evaluate_real.held_out_clips(tmp_path, "held-out", 0) == []
+
+
+def test_corpus_clips_is_all_or_a_count():
+    assert evaluate_real.clip_count("all") is None and evaluate_real.clip_count("12") == 12
+    for wrong in ("-1", "four", "2.5"):
+        with pytest.raises(argparse.ArgumentTypeError, match="expected 'all' or a count"):
+            evaluate_real.clip_count(wrong)
