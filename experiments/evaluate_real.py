@@ -214,10 +214,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--corpus", default="data/corpus/synthetic", help="the embedded corpus (val clips for dev, test for held-out)"
     )
-    parser.add_argument("--corpus-clips", type=clip_count, default=None, metavar="all|N",
-                        help="TTS clips to evaluate (default all of the split; 0: none)")
-    parser.add_argument("--recordings", action=argparse.BooleanOptionalAction, default=True,
-                        help="the real recordings x photos (--no-recordings: the TTS clips only)")
+    parser.add_argument(
+        "--corpus-clips",
+        type=clip_count,
+        default=None,
+        metavar="all|N",
+        help="TTS clips to evaluate (default all of the split; 0: none)",
+    )
+    parser.add_argument(
+        "--recordings",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the real recordings x photos (--no-recordings: the TTS clips only)",
+    )
     parser.add_argument("--videos", help="folder of the generated videos (default outputs/real_speech/<name>)")
     parser.add_argument("--out", default="results/real_speech", help="folder of the reports")
     options = parser.parse_args(argv)
