@@ -200,9 +200,13 @@ def clip_count(text: str) -> int | None:
     """``--corpus-clips``: ``all`` (None) or a count of at least 0."""
     if text == "all":
         return None
-    if not text.isdigit():
+    try:
+        count = int(text)
+    except ValueError:
+        count = -1
+    if count < 0:
         raise argparse.ArgumentTypeError(f"expected 'all' or a count of clips (0 or more), not {text!r}")
-    return int(text)
+    return count
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -230,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--videos", help="folder of the generated videos (default outputs/real_speech/<name>)")
     parser.add_argument("--out", default="results/real_speech", help="folder of the reports")
     options = parser.parse_args(argv)
+    if not options.recordings and options.corpus_clips == 0:
+        parser.error("nothing to evaluate: --no-recordings with --corpus-clips 0")
     try:
         path = run(options)
     except (MissingDataError, AlignmentError, GenerationError, CheckpointError, PhotoError, NoFaceError,

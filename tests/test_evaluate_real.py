@@ -94,3 +94,24 @@ def test_corpus_clips_is_all_or_a_count():
     for wrong in ("-1", "four", "2.5"):
         with pytest.raises(argparse.ArgumentTypeError, match="expected 'all' or a count"):
             evaluate_real.clip_count(wrong)
+
+
+def test_no_recordings_measures_the_tts_clips_alone(tmp_path, monkeypatch, capsys):
+    measures = {"closure_ratio": 0.2, "mouth_energy_r": 0.6, "face_share": 1.0}
+
+    def no_recordings(*args):
+        raise AssertionError("the real recordings were generated")
+
+    def one_clip(corpus, split, clips, *args):
+        yield {"video": "c", "photo": "first frame", "recording": "c", "kind": "corpus", "phones": "sidecar",
+               **{variant: measures for variant in evaluate_real.VARIANTS}}  # fmt: skip
+
+    monkeypatch.setattr(evaluate_real, "real_rows", no_recordings)
+    monkeypatch.setattr(evaluate_real, "corpus_rows", one_clip)
+    argv = ["--name=t", "--no-recordings", f"--corpus={tmp_path}", f"--out={tmp_path}", f"--videos={tmp_path}"]
+    assert evaluate_real.main(argv) == 0, capsys.readouterr().err
+    report = json.loads((tmp_path / "t.json").read_text())
+    assert [row["kind"] for row in report["rows"]] == ["corpus"] and report["corpus"].startswith("all val clips")
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate_real.main(["--no-recordings", "--corpus-clips=0"])
+    assert exit_info.value.code == 2 and "nothing to evaluate" in capsys.readouterr().err
