@@ -34,6 +34,7 @@ from experiments.evaluation.closure import (
     face_region,
     measure_frames,
     mouth_track,
+    pooled_closure_ratio,
     shuffled_in_time,
     speech_measures,
 )
@@ -43,7 +44,10 @@ from experiments.evaluation.real_data import MissingDataError, items, locate
 from experiments.generate import GenerationError, generate
 from lightning_modules.checkpoints import CheckpointError
 
-MEASURES = ("closure_ratio", "mouth_energy_r", "face_share")
+MEASURES = ("closure_ratio", "mouth_energy_r", "face_share")  # per video; a group's is the mean over its videos
+GROUP_MEASURES = ("closure_pooled", *MEASURES)  # closure_pooled: the group's frames taken together
+COLUMN_NAMES = {"closure_pooled": "closure, pooled", "closure_ratio": "closure", "mouth_energy_r": "r",
+                "face_share": "face"}  # fmt: skip
 VARIANTS = ("model", "static", "shuffled", "truth")
 
 
@@ -117,13 +121,14 @@ def corpus_rows(
 
 
 def means(rows: list[dict]) -> dict[str, dict[str, float]]:
-    """Mean of each measure per variant over ``rows`` (NaNs left out; a variant no row has is left out)."""
+    """Mean of each measure per variant over ``rows`` (NaNs left out; a variant no row has is left out), and the
+    closure ratio of their frames pooled (``closure_pooled``)."""
     result = {}
     for variant in VARIANTS:
         present = [row[variant] for row in rows if variant in row]
         if present:
             values = {name: np.array([entry[name] for entry in present], np.float64) for name in MEASURES}
-            result[variant] = {
+            result[variant] = {"closure_pooled": pooled_closure_ratio(present)} | {
                 name: float(np.nanmean(column)) if np.isfinite(column).any() else float("nan")
                 for name, column in values.items()
             }
@@ -135,12 +140,12 @@ def _cell(values: dict | None, name: str) -> str:
     return "n/a" if value is None or not np.isfinite(value) else f"{value:.2f}"
 
 
-def _table(title: str, rows: list[tuple[str, dict]]) -> list[str]:
-    """Markdown rows: per label, each measure as model / static / shuffled / truth."""
-    header = "| " + title + " | " + " | ".join(f"{name} (model / static / shuffled / truth)" for name in MEASURES)
-    lines = [header + " |", "|---" * (len(MEASURES) + 1) + "|"]
+def _table(title: str, rows: list[tuple[str, dict]], measures: tuple[str, ...] = MEASURES) -> list[str]:
+    """Markdown rows: per label, each of ``measures`` as model / static / shuffled / truth."""
+    columns = (f"{COLUMN_NAMES[name]} (model / static / shuffled / truth)" for name in measures)
+    lines = ["| " + title + " | " + " | ".join(columns) + " |", "|---" * (len(measures) + 1) + "|"]
     for label, row in rows:
-        cells = [" / ".join(_cell(row.get(variant), name) for variant in VARIANTS) for name in MEASURES]
+        cells = [" / ".join(_cell(row.get(variant), name) for variant in VARIANTS) for name in measures]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
 
@@ -156,16 +161,17 @@ def write_report(name: str, out: Path, header: dict, rows: list[dict]) -> Path:
     lines = [f"# Real-speech evaluation {name}", "", ", ".join(f"{key}: {value}" for key, value in header.items())]
     lines += [
         "",
-        "closure: inner-lip gap at p b m f v over that at open vowels (0: the lips close; 1: they do not move);",
+        "closure: inner-lip gap at p b m f v over that at open vowels (0: the lips close; 1: they do not move), per",
+        "video, and for a group the mean over its videos; closure, pooled: the same of the group's frames taken",
+        "together, so that a clip with one or two open-vowel frames does not weigh as much as one with twenty;",
         "r: correlation of the mouth opening with the speech energy; face: share of frames with a face.",
         "Each cell: model / static photo / the model's mouth shuffled in time / truth (n/a: none or not measurable).",
         "",
     ]
-    lines += _table("mean", [(kind, values) for kind, values in kinds.items() if values]) + [""]
-    lines += _table("photo (real recordings)", list(photos.items())) + [""]
+    lines += _table("mean", [(kind, values) for kind, values in kinds.items() if values], GROUP_MEASURES) + [""]
+    lines += _table("photo (real recordings)", list(photos.items()), GROUP_MEASURES) + [""]
     lines += _table("video", [(row["video"], row) for row in rows])
-    (out / f"{name}.md").write_text("\n".join(lines).replace("closure_ratio", "closure").replace("mouth_energy_r", "r")
-                                    .replace("face_share", "face") + "\n")  # fmt: skip
+    (out / f"{name}.md").write_text("\n".join(lines) + "\n")
     return out / f"{name}.json"
 
 

@@ -10,10 +10,12 @@ import pytest
 from datamodules.face import CANONICAL_FACE, LOWER_INNER_LIP, UPPER_INNER_LIP, CropBox
 from datamodules.media import FPS, SAMPLE_RATE, read_clip
 from experiments.evaluation.closure import (
+    closure_ratio,
     face_region,
     frame_classes,
     landmark_opening,
     measure_frames,
+    pooled_closure_ratio,
     shuffled_in_time,
     speech_measures,
 )
@@ -79,6 +81,28 @@ def test_frames_without_a_face_are_left_out_and_counted():
     values = speech_measures(opening, _speech(_lips_follow_phones()), PHONES)
     assert values["face_share"] == pytest.approx(48 / 50)
     assert values["closure_ratio"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_pooled_videos_score_as_their_frames_taken_together():
+    """Two videos measured apart and pooled score as the one video made of both, and a video with a single
+    open-vowel frame, shut there, weighs as that one frame, not as a whole video's ratio."""
+    rng = np.random.default_rng(2)
+    first = _lips_follow_phones() + rng.uniform(0.0, 0.05, FRAMES)  # the lips never quite touch
+    second = 2.0 * _lips_follow_phones() + rng.uniform(0.0, 0.05, FRAMES)
+    later = [(phone, start + FRAMES / FPS, end + FRAMES / FPS) for phone, start, end in PHONES]
+    both = closure_ratio(np.concatenate([first, second]), PHONES + later)
+    measured = [speech_measures(track, _speech(track), PHONES) for track in (first, second)]
+    assert pooled_closure_ratio(measured) == pytest.approx(both)
+    assert pooled_closure_ratio(measured[:1]) == pytest.approx(measured[0]["closure_ratio"])
+    one_vowel = [("p", 0.0, 0.12), ("ɑ", 0.12, 0.16), ("", 0.16, 2.0)]  # 3 closing frames, 1 open-vowel frame
+    shut = np.full(FRAMES, 0.02)
+    brief = speech_measures(shut, _speech(shut), one_vowel)
+    assert brief["closure_ratio"] == pytest.approx(1.0)
+    pooled = pooled_closure_ratio([measured[0], brief])
+    closing, open_vowel = frame_classes(PHONES, FRAMES)
+    expected = np.r_[first[closing], shut[:3]].mean() / np.r_[first[open_vowel], shut[3:4]].mean()
+    assert pooled == pytest.approx(expected)
+    assert np.isnan(pooled_closure_ratio([brief | {"open_frames": 0.0, "open_gap": float("nan")}]))
 
 
 def test_a_landmark_track_that_closes_on_the_bilabials_scores_near_zero():

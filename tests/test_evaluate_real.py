@@ -97,7 +97,8 @@ def test_corpus_clips_is_all_or_a_count():
 
 
 def test_no_recordings_measures_the_tts_clips_alone(tmp_path, monkeypatch, capsys):
-    measures = {"closure_ratio": 0.2, "mouth_energy_r": 0.6, "face_share": 1.0}
+    measures = {"closure_ratio": 0.2, "mouth_energy_r": 0.6, "face_share": 1.0, "closing_frames": 3.0,
+                "open_frames": 5.0, "closing_gap": 0.02, "open_gap": 0.1}  # fmt: skip
 
     def no_recordings(*args):
         raise AssertionError("the real recordings were generated")
@@ -115,3 +116,12 @@ def test_no_recordings_measures_the_tts_clips_alone(tmp_path, monkeypatch, capsy
     with pytest.raises(SystemExit) as exit_info:
         evaluate_real.main(["--no-recordings", "--corpus-clips=0"])
     assert exit_info.value.code == 2 and "nothing to evaluate" in capsys.readouterr().err
+
+
+def test_a_group_reports_its_pooled_closure_beside_the_mean_of_its_videos():
+    long = {"closure_ratio": 0.1, "mouth_energy_r": 0.6, "face_share": 1.0, "closing_frames": 10.0,
+            "open_frames": 20.0, "closing_gap": 0.01, "open_gap": 0.1}  # fmt: skip
+    brief = long | {"closure_ratio": 5.0, "open_frames": 1.0, "open_gap": 0.002}  # one open-vowel frame, shut
+    values = evaluate_real.means([{"model": long}, {"model": brief}])["model"]
+    assert values["closure_ratio"] == pytest.approx(2.55)
+    assert values["closure_pooled"] == pytest.approx(0.01 / ((20 * 0.1 + 0.002) / 21))

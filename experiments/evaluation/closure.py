@@ -54,9 +54,11 @@ def closure_ratio(opening: np.ndarray, phones: Phones, fps: float = FPS) -> floa
 
 def speech_measures(opening: np.ndarray, audio: np.ndarray, phones: Phones, fps: float = FPS) -> dict[str, float]:
     """The closure ratio, r(mouth, energy) and face share of a mouth-opening track ``[T]`` (NaN where no face,
-    any unit) against 16 kHz ``audio`` ``[N]`` and its ``phones``, with the frame counts behind the ratio."""
+    any unit) against 16 kHz ``audio`` ``[N]`` and its ``phones``, with what the ratio divides: the mean gap at the
+    closing and at the open-vowel frames with a face, and how many there are (for :func:`pooled_closure_ratio`)."""
     closing, open_vowel = frame_classes(phones, len(opening), fps)
     seen = np.isfinite(opening)
+    closing, open_vowel = closing & seen, open_vowel & seen
     energy_r = mouth_audio_sync(opening, speech_envelope(audio, len(opening)))["correlation"] if seen.any() else np.nan
     return {
         "closure_ratio": closure_ratio(opening, phones, fps),
@@ -65,7 +67,23 @@ def speech_measures(opening: np.ndarray, audio: np.ndarray, phones: Phones, fps:
         "frames": float(len(opening)),
         "closing_frames": float(closing.sum()),
         "open_frames": float(open_vowel.sum()),
+        "closing_gap": float(opening[closing].mean()) if closing.any() else float("nan"),
+        "open_gap": float(opening[open_vowel].mean()) if open_vowel.any() else float("nan"),
     }
+
+
+def pooled_closure_ratio(measures: list[dict]) -> float:
+    """The closure ratio of several videos' frames taken together (``speech_measures`` of each): the mean gap over
+    all their closing frames over that over all their open-vowel frames. A video with one open-vowel frame then
+    weighs as one frame; in a mean of per-video ratios it weighs as much as a video with twenty. NaN when either
+    kind of frame is missing or the open-vowel mean is not positive."""
+    totals = {}
+    for kind in ("closing", "open"):
+        counts = np.array([entry[f"{kind}_frames"] for entry in measures], np.float64)
+        gaps = np.array([entry[f"{kind}_gap"] for entry in measures], np.float64)
+        counted = counts > 0
+        totals[kind] = (gaps[counted] * counts[counted]).sum() / counts[counted].sum() if counted.any() else np.nan
+    return float(totals["closing"] / totals["open"]) if totals["open"] > 0 else float("nan")
 
 
 def landmark_opening(registered: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
