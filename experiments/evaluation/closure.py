@@ -41,30 +41,13 @@ def frame_classes(phones: Phones, frames: int, fps: float = FPS) -> tuple[np.nda
     return np.isin(visemes, CLOSURE_VISEMES), np.isin(visemes, OPEN_VISEMES)
 
 
-def closure_ratio(opening: np.ndarray, phones: Phones, fps: float = FPS) -> float:
-    """Mean of ``opening`` ``[T]`` (NaN: no face) at closing-phone frames over its mean at open-vowel frames;
-    NaN when either kind of frame is missing or the open-vowel mean is not positive."""
-    closing, open_vowel = frame_classes(phones, len(opening), fps)
-    closing, open_vowel = closing & np.isfinite(opening), open_vowel & np.isfinite(opening)
-    if not closing.any() or not open_vowel.any():
-        return float("nan")
-    open_mean = float(opening[open_vowel].mean())
-    return float(opening[closing].mean()) / open_mean if open_mean > 0 else float("nan")
-
-
-def speech_measures(opening: np.ndarray, audio: np.ndarray, phones: Phones, fps: float = FPS) -> dict[str, float]:
-    """The closure ratio, r(mouth, energy) and face share of a mouth-opening track ``[T]`` (NaN where no face,
-    any unit) against 16 kHz ``audio`` ``[N]`` and its ``phones``, with what the ratio divides: the mean gap at the
-    closing and at the open-vowel frames with a face, and how many there are (for :func:`pooled_closure_ratio`)."""
+def closure_gaps(opening: np.ndarray, phones: Phones, fps: float = FPS) -> dict[str, float]:
+    """What the closure ratio of ``opening`` ``[T]`` (NaN: no face) divides: its mean at the closing-phone frames with
+    a face and at the open-vowel frames with a face (NaN where there are none), and how many of each there are."""
     closing, open_vowel = frame_classes(phones, len(opening), fps)
     seen = np.isfinite(opening)
     closing, open_vowel = closing & seen, open_vowel & seen
-    energy_r = mouth_audio_sync(opening, speech_envelope(audio, len(opening)))["correlation"] if seen.any() else np.nan
     return {
-        "closure_ratio": closure_ratio(opening, phones, fps),
-        "mouth_energy_r": float(energy_r),
-        "face_share": float(seen.mean()) if len(opening) else 0.0,
-        "frames": float(len(opening)),
         "closing_frames": float(closing.sum()),
         "open_frames": float(open_vowel.sum()),
         "closing_gap": float(opening[closing].mean()) if closing.any() else float("nan"),
@@ -73,10 +56,10 @@ def speech_measures(opening: np.ndarray, audio: np.ndarray, phones: Phones, fps:
 
 
 def pooled_closure_ratio(measures: list[dict]) -> float:
-    """The closure ratio of several videos' frames taken together (``speech_measures`` of each): the mean gap over
-    all their closing frames over that over all their open-vowel frames. A video with one open-vowel frame then
-    weighs as one frame; in a mean of per-video ratios it weighs as much as a video with twenty. NaN when either
-    kind of frame is missing or the open-vowel mean is not positive."""
+    """The closure ratio of several videos' frames taken together (``closure_gaps`` or ``speech_measures`` of each):
+    the mean gap over all their closing frames over that over all their open-vowel frames. A video with one
+    open-vowel frame then weighs as one frame; in a mean of per-video ratios it weighs as much as a video with
+    twenty. NaN when either kind of frame is missing or the open-vowel mean is not positive."""
     totals = {}
     for kind in ("closing", "open"):
         counts = np.array([entry[f"{kind}_frames"] for entry in measures], np.float64)
@@ -84,6 +67,28 @@ def pooled_closure_ratio(measures: list[dict]) -> float:
         counted = counts > 0
         totals[kind] = (gaps[counted] * counts[counted]).sum() / counts[counted].sum() if counted.any() else np.nan
     return float(totals["closing"] / totals["open"]) if totals["open"] > 0 else float("nan")
+
+
+def closure_ratio(opening: np.ndarray, phones: Phones, fps: float = FPS) -> float:
+    """Mean of ``opening`` ``[T]`` (NaN: no face) at closing-phone frames over its mean at open-vowel frames;
+    NaN when either kind of frame is missing or the open-vowel mean is not positive."""
+    return pooled_closure_ratio([closure_gaps(opening, phones, fps)])
+
+
+def speech_measures(opening: np.ndarray, audio: np.ndarray, phones: Phones, fps: float = FPS) -> dict[str, float]:
+    """The closure ratio, r(mouth, energy) and face share of a mouth-opening track ``[T]`` (NaN where no face,
+    any unit) against 16 kHz ``audio`` ``[N]`` and its ``phones``, with what the ratio divides (``closure_gaps``,
+    for :func:`pooled_closure_ratio`)."""
+    gaps = closure_gaps(opening, phones, fps)
+    seen = np.isfinite(opening)
+    energy_r = mouth_audio_sync(opening, speech_envelope(audio, len(opening)))["correlation"] if seen.any() else np.nan
+    return {
+        "closure_ratio": pooled_closure_ratio([gaps]),
+        "mouth_energy_r": float(energy_r),
+        "face_share": float(seen.mean()) if len(opening) else 0.0,
+        "frames": float(len(opening)),
+        **gaps,
+    }
 
 
 def landmark_opening(registered: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
