@@ -109,6 +109,45 @@ def test_with_a_paint_margin_the_refinement_paints_only_around_the_open_mouth():
     assert changed[far].max() == 0 and changed[inside].max() > 0.01
 
 
+def test_a_mouth_closing_from_an_open_reference_reads_lips_not_the_reference_cavity():
+    """The spline alone reads the reference's dark cavity along the closed lips; the warp of the lips does not."""
+    reference, target = face_landmarks(1), face_landmarks(1)
+    corners = [[100.0, 180.0], [156.0, 180.0]]
+    upper, lower = [[114.0, 172.0], [128, 171], [142, 172]], [[142.0, 188.0], [128, 189], [114, 188]]
+    reference[0, 60:68, :2] = torch.tensor([corners[0], *upper, corners[1], *lower])  # open: 16 px apart
+    meeting = [[114.0, 180.0], [128, 180], [142, 180]]
+    target[0, 60:68, :2] = torch.tensor([corners[0], *meeting, corners[1], *meeting[::-1]])  # closed
+    reference[0, 48:60, :2] = torch.tensor(  # the outer lips, 8 px beyond the inner ones
+        [
+            [92.0, 180],
+            [106, 166],
+            [120, 162],
+            [128, 163],
+            [136, 162],
+            [150, 166],
+            [164, 180],
+            [150, 196],
+            [136, 198],
+            [128, 199],
+            [120, 198],
+            [106, 196],
+        ]
+    )
+    target[0, 48:60, :2] = reference[0, 48:60, :2] + torch.tensor([0.0, 4.0]).repeat(12, 1) * torch.tensor(
+        [[0.0]] + [[1.0]] * 5 + [[0.0]] + [[-1.0]] * 5
+    )  # the lips come together by half the opening each
+    image = torch.ones(1, 3, 256, 256)
+    image[..., 174:187, 114:143] = 0.0  # inside the reference's open mouth: dark
+    spline = tps_sampling_grid(reference[..., :2], target[..., :2], 256, 64, 4, 1e-3)
+    net = WarpRefineRenderer()
+    with torch.no_grad():
+        lips = net(image, reference, target, refine=False)["output"]
+    closed_lips = (slice(None), slice(None), slice(176, 185), slice(116, 141))
+    assert warp(image, spline)[closed_lips].min() < 0.5  # the spline's slit
+    assert lips[closed_lips].min() > 0.9
+    torch.testing.assert_close(net(image, reference, reference, refine=False)["output"], image, atol=1e-4, rtol=0)
+
+
 def test_mouth_boxes_surround_the_lips_and_crops_are_differentiable():
     landmarks = face_landmarks(2)
     boxes = mouth_boxes(landmarks)

@@ -1,4 +1,5 @@
-"""The stage-3 renderer net: thin-plate-spline warp of the reference, then a learned refinement.
+"""The stage-3 renderer net: thin-plate-spline warp of the reference (column-wise within the lips), then a learned
+refinement.
 
 The warp moves the reference photo's own pixels from its landmarks to the target's, so identity comes from
 the photo, not from what the net learned; the refinement (a small U-Net on the warped reference, the
@@ -9,6 +10,7 @@ warp cannot supply (mouth interior, teeth) and the mask that lets it in.
 import torch
 from torch import nn
 
+from lightning_modules.nets.lip_warp import lip_column_grid
 from lightning_modules.nets.onnx_runtime import OnnxFunction
 from lightning_modules.nets.refiner import RefinementUNet
 from lightning_modules.nets.sketch import LandmarkSketch
@@ -72,8 +74,10 @@ class WarpRefineRenderer(nn.Module):
         return self
 
     def spline_grid(self, reference_landmarks: torch.Tensor, target_landmarks: torch.Tensor) -> torch.Tensor:
-        """``[B, S, S, 2]``: where each output pixel reads the reference under the landmark spline."""
-        return tps_sampling_grid(
+        """``[B, S, S, 2]``: where each output pixel reads the reference under the landmark spline, column by column
+        between the lip edges within the lips (:func:`~lightning_modules.nets.lip_warp.lip_column_grid`: a closing
+        mouth does not read the reference's open one)."""
+        grid = tps_sampling_grid(
             reference_landmarks[..., :2].float(),
             target_landmarks[..., :2].float(),
             self.size,
@@ -81,6 +85,7 @@ class WarpRefineRenderer(nn.Module):
             self.anchors,
             self.regularisation,
         )
+        return lip_column_grid(grid, reference_landmarks, target_landmarks, self.size)
 
     def target_sketch(self, target_landmarks: torch.Tensor) -> torch.Tensor:
         """The target's sketch ``[B, parts + 1, S, S]`` (rasterised at ``sketch_size``, upsampled)."""
