@@ -41,7 +41,7 @@ from experiments.generation.blinks import blink_closure, close_eyes
 from experiments.generation.compositing import PhotoCompositor
 from experiments.generation.workers import default_workers, one_thread_per_worker, ordered_map
 from experiments.streaming import CHUNK_FRAMES, OVERLAP_FRAMES, landmark_chunks
-from experiments.weights import shipped_checkpoint
+from experiments.weights import DEMO_RUN, shipped_checkpoint
 from lightning_modules import checkpoints
 from lightning_modules.checkpoints import CheckpointError
 
@@ -80,9 +80,11 @@ class Terminated(KeyboardInterrupt):
 def resolve_checkpoint(path: str | Path, stage: str) -> Path:
     """The checkpoint file that ``path`` names for ``stage`` (:func:`lightning_modules.checkpoints.resolve_checkpoint`:
     the file itself, or a run folder's best checkpoint, else its ``checkpoints/last.ckpt``); the default
-    ``runs/<stage>/latest``, when no run exists, is the repository's shipped ``weights/<stage>.ckpt``."""
+    ``runs/<stage>/latest``, when it names no run or ``make demo``'s smoke run, is the repository's shipped
+    ``weights/<stage>.ckpt`` (the demo's recipe trained longer)."""
     name, command, flag = STAGES[stage]
-    if Path(path) == Path(DEFAULT_RUNS[stage]) and not Path(path).exists() and shipped_checkpoint(stage).is_file():
+    own_run = Path(path).exists() and Path(path).resolve().name != DEMO_RUN
+    if Path(path) == Path(DEFAULT_RUNS[stage]) and not own_run and shipped_checkpoint(stage).is_file():
         return shipped_checkpoint(stage)
     return checkpoints.resolve_checkpoint(path, f"{name} checkpoint", f"train one with `{command}` or pass {flag}")
 
@@ -333,7 +335,10 @@ def generate(
             for message in reference.notes + [f"warning: {text}" for text in reference.warnings]:
                 report(message)
             if checkpoints and any(path.parent == shipped_checkpoint("mdn").parent for path in checkpoints):
-                report("note: no run of your own in runs/, so the models in weights/ speak (`make demo` trains one).")
+                report(
+                    "note: the models in weights/ speak: runs/ holds no run of your own (make demo's smoke runs "
+                    "speak in its own video; MDN= and RENDERER= take any run)."
+                )
             models = models or Models.load(*checkpoints)
             with tqdm(total=speech.frames * samples, unit="frame", desc="generate", disable=not progress) as bar:
                 for k, path in enumerate(paths):

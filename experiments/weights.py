@@ -5,7 +5,8 @@
 Each run's best checkpoint (``lightning_modules.checkpoints.resolve_checkpoint``) is kept with what generation
 needs (the weights, the hyper-parameters and the stage stamp) and without the optimiser state, and beside it
 ``<stage>.metrics.json``: the run's own ``metrics.json`` plus where the checkpoint came from. ``make generate``
-falls back to these files when no run of its own exists (``experiments.generate``).
+falls back to these files when no run of the user's own exists (``experiments.generate``): ``make demo``'s smoke
+runs do not count.
 """
 
 import argparse
@@ -20,6 +21,9 @@ from lightning_modules.checkpoints import STAGE_KEY, CheckpointError, read_stage
 SHIPPED = Path(__file__).resolve().parents[1] / "weights"
 KEPT = ("state_dict", "hyper_parameters", STAGE_KEY, "pytorch-lightning_version", "epoch", "global_step")
 EXPECTED = {"mdn": "an MDN checkpoint", "renderer": "a renderer checkpoint"}
+DEMO_RUN = "demo"
+"""``make demo``'s run name (the Makefile's ``DEMO_RUN``): its smoke models speak in its own video, while generation's
+default prefers the shipped ones, the same recipe trained longer."""
 
 
 def shipped_checkpoint(stage: str) -> Path:

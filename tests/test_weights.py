@@ -49,7 +49,7 @@ def test_a_missing_run_is_one_sentence(tmp_path, capsys):
     assert len(error) == 1 and str(tmp_path / "none") in error[0]
 
 
-def test_generation_falls_back_to_the_shipped_models_only_for_the_default_run(tmp_path, monkeypatch):
+def test_generation_falls_back_to_the_shipped_models_for_the_default_run_unless_it_is_your_own(tmp_path, monkeypatch):
     shipped = tmp_path / "repository" / "weights"
     shipped.mkdir(parents=True)
     for stage in ("mdn", "renderer"):
@@ -60,7 +60,13 @@ def test_generation_falls_back_to_the_shipped_models_only_for_the_default_run(tm
     assert generation.resolve_checkpoint("runs/renderer/latest", "renderer") == shipped / "renderer.ckpt"
     with pytest.raises(CheckpointError, match="make train-mdn"):
         generation.resolve_checkpoint("runs/mdn/mine", "mdn")
-    own = tmp_path / "runs" / "mdn" / "latest" / "checkpoints"
-    own.mkdir(parents=True)
-    (own / "last.ckpt").write_bytes(b"")
-    assert generation.resolve_checkpoint("runs/mdn/latest", "mdn").resolve() == own / "last.ckpt", "yours wins"
+    for run in ("demo", "mine"):
+        (tmp_path / "runs" / "mdn" / run / "checkpoints").mkdir(parents=True)
+        (tmp_path / "runs" / "mdn" / run / "checkpoints" / "last.ckpt").write_bytes(b"")
+    (tmp_path / "runs" / "mdn" / "latest").symlink_to("demo", target_is_directory=True)
+    assert generation.resolve_checkpoint("runs/mdn/latest", "mdn") == shipped / "mdn.ckpt", "make demo's smoke run"
+    assert generation.resolve_checkpoint("runs/mdn/demo", "mdn").resolve().parent.parent.name == "demo", "asked for"
+    (tmp_path / "runs" / "mdn" / "latest").unlink()
+    (tmp_path / "runs" / "mdn" / "latest").symlink_to("mine", target_is_directory=True)
+    own = tmp_path / "runs" / "mdn" / "mine" / "checkpoints" / "last.ckpt"
+    assert generation.resolve_checkpoint("runs/mdn/latest", "mdn").resolve() == own, "yours wins"
