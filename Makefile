@@ -59,7 +59,8 @@ MDN ?= runs/mdn/latest
 RENDERER ?= runs/renderer/latest
 GENERATE_OUT = $(if $(filter command line environment,$(origin OUT)),$(OUT),outputs/video.mp4)
 # `make demo`: the FAST=1 runs it trains (or reuses) are runs/<stage>/$(DEMO_RUN), stages 1 and 2 in RECIPE=real
-# (the recipe of the shipped MDN in weights/, which `make weights` copies from the MDN run).
+# (the recipe of the shipped MDN in weights/, which `make weights` copies from the MDN run). Generation's default
+# skips a latest run named demo (experiments.weights.DEMO_RUN) for the shipped weights/.
 DEMO_RUN ?= demo
 DEMO_RECIPE ?= real
 # `make weights`: the MDN of make demo's run and a renderer trained WEIGHTS_RENDERER_EPOCHS epochs of the FAST profile
