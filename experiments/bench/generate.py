@@ -14,9 +14,9 @@ paths alternating so that a busy machine slows them alike. Also: the PSNR of the
 frames against eager PyTorch's and of the parallel workers' video against one worker's (the paths meant to be
 unchanged), the time to load the models, a fresh process's start-up step by step to its first frame (as ``make
 generate`` runs it, on the 256x256 photo), and the peak memory of a fresh process generating the clip and
-``BENCH_LONG_SECONDS`` (default 600) of speech. The models are ``runs/mdn/latest`` and ``runs/renderer/latest``
-when they exist, else the default-size LightningModules at random initialisation (their speed does not depend on
-training).
+``BENCH_LONG_SECONDS`` (default 600) of speech. The models are ``make generate``'s defaults (``runs/*/latest``, else
+the shipped ``weights/``) when they exist, else the default-size LightningModules at random initialisation (their
+speed does not depend on training).
 """
 
 import copy
@@ -75,11 +75,13 @@ def speech_like(seconds: float, seed: int = 0) -> np.ndarray:
 
 
 def load_models() -> tuple[Models, str]:
-    """The trained models as generation loads them (refinement by ONNX Runtime) when ``runs/*/latest`` exist,
-    else randomly initialised default-size ones (also by ONNX Runtime)."""
+    """``make generate``'s default models as it loads them (refinement by ONNX Runtime: ``runs/*/latest``, else the
+    shipped ``weights/``), else randomly initialised default-size ones (also by ONNX Runtime)."""
     try:
-        return Models.load(resolve_checkpoint("runs/mdn/latest", "mdn"),
-                           resolve_checkpoint("runs/renderer/latest", "renderer")), "runs/*/latest"  # fmt: skip
+        models = Models.load(
+            resolve_checkpoint("runs/mdn/latest", "mdn"), resolve_checkpoint("runs/renderer/latest", "renderer")
+        )
+        return models, "make generate's default"
     except CheckpointError:
         from lightning_modules.mdn import LandmarkMDN
         from lightning_modules.renderer import FaceRenderer
