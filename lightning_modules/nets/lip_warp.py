@@ -56,9 +56,9 @@ def lip_column_grid(grid: torch.Tensor, source: torch.Tensor, target: torch.Tens
     read = (grid[box] + 1) * (size / 2) - 0.5  # crop pixels of the source that each output pixel reads
     read_x, read_y = read[..., 0], read[..., 1]
     axis = (torch.arange(side, dtype=grid.dtype, device=grid.device) + 0.5) * scale - 0.5
-    out_y, out_x = torch.meshgrid(axis[box[1]], axis[box[2]], indexing="ij")
-    out_x, out_y = out_x.expand(len(grid), -1, -1), out_y.expand(len(grid), -1, -1)
-    top, upper, lower, bottom = _lip_edges(target, out_x)
+    out_y = axis[box[1], None]  # [h, 1]: each output row's height
+    columns = axis[box[2]].expand(len(grid), -1)  # [B, w]: the target's edges depend on the column alone
+    top, upper, lower, bottom = (edge[:, None] for edge in _lip_edges(target, columns))  # [B, 1, w] each
     source_top, source_upper, source_lower, source_bottom = _lip_edges(source, read_x)
     rows = torch.where(
         out_y < upper,
