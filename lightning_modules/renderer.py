@@ -38,8 +38,9 @@ STAGE = "renderer"
 NET_PREFIX = "net."
 PERCEPTUAL_PREFIX = "perceptual."
 EXPECTED = "a renderer checkpoint (written by lightning_modules.renderer.FaceRenderer)"
-ADDED_ARGUMENTS = ("paint_margin", "paint_gain")
-"""Net arguments newer than the first checkpoints: those get WarpRefineRenderer's default (the old behaviour)."""
+ADDED_ARGUMENTS = ("paint_margin", "paint_gain", "draw_interior")
+"""Net arguments newer than the first checkpoints: those get WarpRefineRenderer's default (for paint_margin and
+paint_gain the old behaviour; the drawn interior is on)."""
 NET_ARGUMENTS = tuple(inspect.signature(WarpRefineRenderer).parameters)
 """FaceRenderer's arguments that build the net, passed on by name."""
 VARIANTS = {"": "output", "_warp": "warped", "_copy": "reference"}  # metric suffix -> what is compared
@@ -75,6 +76,8 @@ class FaceRenderer(LightningModule):
             None: anywhere (checkpoints older than the option load with None).
         paint_gain: scales the residual head's logits (its weights start at 0): paints the open mouth in fewer
             steps (checkpoints older than the option load with 1).
+        draw_interior: draw the inside of a mouth opening wider than the reference's by rule (cavity, upper teeth,
+            tongue; ``nets.mouth_interior``) over the learned paint; checkpoints older than the option load with it.
         l1_weight: weight of the L1 loss over the crop.
         ssim_weight: weight of 1 - SSIM over the crop.
         mouth_weight: weight of L1 over the mouth box again: a small part of the crop and the part that matters.
@@ -107,6 +110,7 @@ class FaceRenderer(LightningModule):
         mask_bias: float = -2.0,
         paint_margin: float | None = 4.0,
         paint_gain: float = 4.0,
+        draw_interior: bool = True,
         l1_weight: float = 1.0,
         ssim_weight: float = 1.0,
         mouth_weight: float = 4.0,

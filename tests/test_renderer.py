@@ -80,7 +80,7 @@ def test_the_sketch_fills_the_open_mouth_and_draws_the_parts():
 
 
 def test_render_gives_frames_in_range_and_an_untrained_net_renders_its_warp():
-    model = FaceRenderer(**TINY).eval()
+    model = FaceRenderer(**TINY, draw_interior=False).eval()
     batch = next(iter(SyntheticRenderData(batch_size=3).val_dataloader()))
     inputs = batch["reference"], batch["reference_landmarks"], batch["target_landmarks"]
     frames = model.render(*inputs)
@@ -146,6 +146,28 @@ def test_a_mouth_closing_from_an_open_reference_reads_lips_not_the_reference_cav
     assert warp(image, spline)[closed_lips].min() < 0.5  # the spline's slit
     assert lips[closed_lips].min() > 0.9
     torch.testing.assert_close(net(image, reference, reference, refine=False)["output"], image, atol=1e-4, rtol=0)
+
+
+def test_a_mouth_opening_from_a_closed_reference_shows_teeth_over_a_dark_cavity():
+    """The inside of a mouth that the reference keeps closed is drawn: upper teeth under the upper lip, a dark
+    cavity below, in the reference's light; a reference as open as the target keeps its own mouth."""
+    closed, target = face_landmarks(1), face_landmarks(1)
+    corners, meeting = [[100.0, 180.0], [156.0, 180.0]], [[114.0, 180.0], [128, 180], [142, 180]]
+    closed[0, 60:68, :2] = torch.tensor([corners[0], *meeting, corners[1], *meeting[::-1]])
+    upper, lower = [[114.0, 172.0], [128, 171], [142, 172]], [[142.0, 190.0], [128, 191], [114, 190]]
+    target[0, 60:68, :2] = torch.tensor([corners[0], *upper, corners[1], *lower])  # 20 px open
+    skin = torch.tensor([0.8, 0.6, 0.5])
+    image = skin[None, :, None, None].expand(1, 3, 256, 256).clone()
+    column = slice(124, 133)
+    with torch.no_grad():
+        drawn = WarpRefineRenderer()(image, closed, target)["output"][0, :, :, column].mean(-1)  # [3, 256]
+        plain = WarpRefineRenderer(draw_interior=False)(image, closed, target)["output"]
+        opened = WarpRefineRenderer()(image, target, target)["output"]
+    teeth, cavity = drawn[:, 172:175].mean(-1), drawn[:, 181:184].mean(-1)
+    assert teeth.mean() > skin.mean() and (teeth.amax() - teeth.amin()) < (skin.amax() - skin.amin())  # bright, grey
+    assert (cavity < 0.25 * skin).all() and cavity[0] > cavity[2]  # dark, in the skin's warm cast
+    assert (plain[0, :, 172:188, column] - skin[:, None, None]).abs().max() < 0.02  # without it: stretched skin
+    torch.testing.assert_close(opened, image, atol=1e-4, rtol=0)
 
 
 def test_mouth_boxes_surround_the_lips_and_crops_are_differentiable():

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from lightning_modules.nets.lip_warp import lip_column_grid
+from lightning_modules.nets.mouth_interior import interior_box, mouth_interior
 from lightning_modules.nets.onnx_runtime import OnnxFunction
 from lightning_modules.nets.refiner import RefinementUNet
 from lightning_modules.nets.sketch import LandmarkSketch
@@ -32,7 +33,9 @@ class WarpRefineRenderer(nn.Module):
     only paints where the warp has nothing to offer and the rest of the face is the photo's own pixels; ``None``
     lets it paint anywhere (checkpoints older than the option). ``paint_gain`` scales the residual head's
     logits: its weights start at zero and Adam moves them by about the learning rate a step, so a gain lets a
-    short run reach the dark of an open mouth.
+    short run reach the dark of an open mouth. With ``draw_interior`` the inside of a mouth that opens wider than
+    the reference's is drawn by rule over the paint (:mod:`~lightning_modules.nets.mouth_interior`: cavity, upper
+    teeth, tongue), which L1 alone blurs into a lip-pink band.
     """
 
     def __init__(
@@ -51,10 +54,12 @@ class WarpRefineRenderer(nn.Module):
         mask_bias: float = 0.0,
         paint_margin: float | None = None,
         paint_gain: float = 1.0,
+        draw_interior: bool = True,
     ):
         super().__init__()
         self.size, self.grid_size, self.anchors, self.regularisation = size, grid_size, anchors, regularisation
         self.flow, self.max_flow, self.paint_margin, self.paint_gain = flow, max_flow, paint_margin, paint_gain
+        self.draw_interior = draw_interior
         self.sketch = LandmarkSketch(sketch_size, size, sketch_sigma)
         outputs = 6 if flow else 4
         self.refiner = RefinementUNet(6 + self.sketch.out_channels, outputs, width, levels, blocks)
@@ -126,15 +131,22 @@ class WarpRefineRenderer(nn.Module):
         self, reference: torch.Tensor, reference_landmarks: torch.Tensor, target_landmarks: torch.Tensor
     ) -> dict[str, torch.Tensor]:
         """What the frame is made of, at the working size: ``grid`` ``[B, S, S, 2]`` (where each output pixel reads
-        the reference: the spline plus the learned correction), ``paint`` ``[B, 3, S, S]`` (the colour the learned
-        part adds, ``(1 - mask) * residual``: 0 outside the paint region), ``warped`` (the spline warp alone) and
-        ``mask`` ``[B, 1, S, S]`` (1: keep the warp). Generation applies ``grid`` and ``paint`` to the photo at its
-        own resolution (:mod:`experiments.generation.compositing`)."""
+        the reference: the spline plus the learned correction), ``paint`` ``[B, 3, S, S]`` (the colour added to the
+        reference read there: the learned ``(1 - mask) * residual`` and the drawn interior; 0 outside the mouth),
+        ``warped`` (the spline warp alone) and ``mask`` ``[B, 1, S, S]`` (1: keep the warp). Generation applies
+        ``grid`` and ``paint`` to the photo at its own resolution (:mod:`experiments.generation.compositing`)."""
         grid = self.spline_grid(reference_landmarks, target_landmarks)
         warped = warp(reference, grid)
         refine = self.runtime if self.runtime is not None and not torch.is_grad_enabled() else self.refinement
         correction, mask, paint = refine(warped, reference, self.sketch(target_landmarks))
         grid = grid + correction.permute(0, 2, 3, 1)
+        if self.draw_interior:
+            rows, columns = interior_box(target_landmarks, self.size)
+            cover, colour = mouth_interior(reference, reference_landmarks, target_landmarks, (rows, columns))
+            read = warp(reference, grid[:, rows, columns])  # what the frame has there before the paint
+            paint = paint.clone()
+            box = paint[..., rows, columns]
+            paint[..., rows, columns] = box + cover * (colour - read - box)
         return {"grid": grid, "paint": paint, "warped": warped, "mask": mask}
 
     def forward(
