@@ -172,7 +172,8 @@ def render_frames(
     motion = renderer.motion(*inputs)
     displacements = compositor.displacement(motion["grid"].cpu())  # [n, 256, 256, 2]
     paints = motion["paint"].permute(0, 2, 3, 1).float().cpu().numpy()  # [n, 256, 256, 3]
-    return [compositor.frame(displacement, paint) for displacement, paint in zip(displacements, paints, strict=True)]
+    drawns = motion["drawn"].permute(0, 2, 3, 1).float().cpu().numpy() if "drawn" in motion else [None] * count
+    return [compositor.frame(*layers) for layers in zip(displacements, paints, drawns, strict=True)]
 
 
 def write_video(

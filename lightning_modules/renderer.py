@@ -164,10 +164,11 @@ class FaceRenderer(LightningModule):
         self, reference: torch.Tensor, reference_landmarks: torch.Tensor, target_landmarks: torch.Tensor
     ) -> dict[str, torch.Tensor]:
         """What :meth:`render` would make of the same inputs, before it is applied to the crop: ``grid`` ``[B, S, S,
-        2]`` (where each pixel reads the reference) and ``paint`` ``[B, 3, S, S]`` (the colour added: the mouth
-        interior). Generation applies both to the photo at the photo's own resolution."""
+        2]`` (where each pixel reads the reference), ``paint`` ``[B, 3, S, S]`` (the colour added: the mouth
+        interior) and, with the drawn interior, ``drawn`` ``[B, 4, S, S]`` (its colour and cover). Generation
+        applies them to the photo at the photo's own resolution."""
         parts = self.net.motion(reference, reference_landmarks, target_landmarks)
-        return {"grid": parts["grid"], "paint": parts["paint"]}
+        return {key: parts[key] for key in ("grid", "paint", "drawn") if key in parts}
 
     def reconstruction_losses(self, output: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
         """The weighted terms of the reconstruction loss and their sum ``loss``."""

@@ -114,6 +114,33 @@ def test_a_large_face_moves_the_photos_own_pixels_by_the_renderers_field():
     assert psnr(upsampled[inner], expected[inner]) < kept - 10
 
 
+def test_the_drawn_mouth_interior_hides_the_photos_texture_at_the_photos_resolution():
+    """A mouth opening from closed lips on a 600-px face: where the interior is drawn, the frame shows the drawn
+    colours as the 256 render has them, not the texture that the stretched lips read there from the photo (added
+    as paint, the drawn colour would carry it)."""
+    photo = textured_photo(800, 760)
+    box = CropBox(380.0, 400.0, 600.0)
+    crop = torch.from_numpy(box.cut(photo, 256)).permute(2, 0, 1).float()[None] / 255
+    closed, target = (SyntheticRenderPairs(1, 256, seed=3)[0]["reference_landmarks"][None].clone() for _ in range(2))
+    corners, meeting = [[100.0, 180.0], [156.0, 180.0]], [[114.0, 180.0], [128, 180], [142, 180]]
+    closed[0, 60:68, :2] = torch.tensor([corners[0], *meeting, corners[1], *meeting[::-1]])
+    upper, lower = [[114.0, 170.0], [128, 169], [142, 170]], [[142.0, 192.0], [128, 193], [114, 192]]
+    target[0, 60:68, :2] = torch.tensor([corners[0], *upper, corners[1], *lower])  # 24 px open
+    model = FaceRenderer().eval()
+    motion = model.motion(crop, closed, target)
+    compositor = PhotoCompositor(photo, box, 256, FEATHER)
+    layers = [motion[key][0].permute(1, 2, 0).numpy() for key in ("paint", "drawn")]
+    region = compositor.region
+    drawn = cv2.remap(layers[1], compositor.crop_x, compositor.crop_y, cv2.INTER_LINEAR)  # at the photo's pixels
+    drawn_colour, inside = drawn[..., :3] * 255, drawn[..., 3] > 0.999
+    assert inside.sum() > 500
+    displacement = compositor.displacement(motion["grid"])[0]
+    laid = compositor.frame(displacement, *layers)[region][inside].astype(float)
+    added = compositor.frame(displacement, layers[0])[region][inside].astype(float)
+    assert np.abs(laid - drawn_colour[inside]).max() < 1
+    assert np.abs(added - drawn_colour[inside]).mean() > 5
+
+
 def test_without_motion_the_photo_comes_back_unchanged_at_any_face_size():
     photo = textured_photo(300, 320, seed=1)
     for side in (120.0, 256.0, 280.0):  # a small face is not upsampled first: the photo's pixels come back

@@ -9,7 +9,9 @@ pixels reads the photo. Reading the photo there keeps every pixel of the face as
 face's size, as far as the resampling kernel allows: the head moves by fractions of a pixel, and a bicubic read
 between pixels smooths the finest detail (on matplotlib's 512x600 Grace Hopper the frames kept 0.82 of the upper
 face's sharpness, before encoding), so the photo is read with the 8x8 Lanczos kernel (0.90, for about 3 times
-the resampling's cost); the paint is resampled over the mouth only and added. The displacement is tapered to
+the resampling's cost); the paint is resampled over the mouth only and added, and where the renderer draws the
+mouth's interior by rule (``drawn``), its colour replaces what the photo gave there: added to the photo's own
+pixels, the paint would carry the stretched lips' texture into the cavity. The displacement is tapered to
 zero over the box's edge (the ``feather`` of ``CropBox.paste``), so the face meets the photo with no seam and no
 colour step, and nothing outside the box ever changes.
 """
@@ -42,7 +44,8 @@ class PhotoCompositor:
     """Frames of ``photo`` ``[H, W, 3]`` uint8 whose face, in ``box``, moves by the renderer's motion at ``size``.
 
     Only the box's pixels (clipped to the photo) are computed; :meth:`frame` takes one frame's ``grid`` ``[S, S,
-    2]`` and ``paint`` ``[S, S, 3]`` (numpy, as :meth:`FaceRenderer.motion` gives them per frame).
+    2]``, ``paint`` ``[S, S, 3]`` and ``drawn`` ``[S, S, 4]`` (numpy, as :meth:`FaceRenderer.motion` gives them per
+    frame).
     """
 
     def __init__(self, photo: np.ndarray, box: CropBox, size: int = 256, feather: float = 0.1):
@@ -73,9 +76,10 @@ class PhotoCompositor:
         """``[B, S, S, 2]`` grids -> ``[B, S, S, 2]`` float32 displacements in crop pixels (read minus own)."""
         return ((grid.float() - self.identity) * (self.size / 2)).numpy()
 
-    def frame(self, displacement: np.ndarray, paint: np.ndarray | None = None) -> np.ndarray:
+    def frame(self, displacement: np.ndarray, paint: np.ndarray | None = None, drawn: np.ndarray | None = None):
         """The photo ``[H, W, 3]`` uint8 with its face moved by ``displacement`` ``[S, S, 2]`` (crop pixels,
-        :meth:`displacement`) and ``paint`` ``[S, S, 3]`` (``[0, 1]`` colour units) added."""
+        :meth:`displacement`), ``paint`` ``[S, S, 3]`` (``[0, 1]`` colour units) added, and the drawn interior
+        ``drawn`` ``[S, S, 4]`` (colour, cover) laid over it."""
         moved = cv2.remap(displacement, self.crop_x, self.crop_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         map_x = self.base_x + self.taper * moved[..., 0]
         map_y = self.base_y + self.taper * moved[..., 1]
@@ -83,15 +87,19 @@ class PhotoCompositor:
         fixed_xy, fixed_fraction = cv2.convertMaps(map_x, map_y, cv2.CV_16SC2)
         face = cv2.remap(self.photo, fixed_xy, fixed_fraction, PHOTO_KERNEL, borderMode=cv2.BORDER_REPLICATE)
         if paint is not None:
-            self._add_paint(face, paint)
+            self._lay_mouth(face, paint, drawn)
         frame = self.photo.copy()
         frame[self.region] = face
         return frame
 
-    def _add_paint(self, face: np.ndarray, paint: np.ndarray) -> None:
-        """Adds ``paint`` ``[S, S, 3]`` to the region ``face`` ``[h, w, 3]`` uint8 in place, over the box of the
-        region's pixels whose crop coordinates fall where the paint is not 0 (the mouth)."""
-        rows, columns = np.nonzero(np.abs(paint).max(-1) > PAINT_FLOOR)
+    def _lay_mouth(self, face: np.ndarray, paint: np.ndarray, drawn: np.ndarray | None) -> None:
+        """Adds ``paint`` ``[S, S, 3]`` to the region ``face`` ``[h, w, 3]`` uint8 in place and lays ``drawn``
+        ``[S, S, 4]`` over it, over the box of the region's pixels whose crop coordinates fall where either is not 0
+        (the mouth)."""
+        touched = np.abs(paint).max(-1) > PAINT_FLOOR
+        if drawn is not None:
+            touched |= drawn[..., 3] > 0
+        rows, columns = np.nonzero(touched)
         if not len(rows):
             return
         first_y = np.searchsorted(self.crop_y[:, 0], rows.min() - 1)
@@ -101,6 +109,14 @@ class PhotoCompositor:
         if last_y <= first_y or last_x <= first_x:
             return
         window = slice(first_y, last_y), slice(first_x, last_x)
-        colour = cv2.remap(paint, self.crop_x[window], self.crop_y[window], cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)  # fmt: skip
-        face[window] = np.clip(face[window] + 255.0 * colour + 0.5, 0, 255).astype(np.uint8)
+
+        def resampled(layer: np.ndarray) -> np.ndarray:
+            return cv2.remap(layer, self.crop_x[window], self.crop_y[window], cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_CONSTANT, borderValue=0)  # fmt: skip
+
+        mouth = face[window] + 255.0 * resampled(paint)
+        if drawn is not None:
+            layer = resampled(drawn)
+            cover = layer[..., 3:]
+            mouth = mouth * (1 - cover) + 255.0 * layer[..., :3] * cover
+        face[window] = np.clip(mouth + 0.5, 0, 255).astype(np.uint8)

@@ -133,13 +133,16 @@ class WarpRefineRenderer(nn.Module):
         """What the frame is made of, at the working size: ``grid`` ``[B, S, S, 2]`` (where each output pixel reads
         the reference: the spline plus the learned correction), ``paint`` ``[B, 3, S, S]`` (the colour added to the
         reference read there: the learned ``(1 - mask) * residual`` and the drawn interior; 0 outside the mouth),
-        ``warped`` (the spline warp alone) and ``mask`` ``[B, 1, S, S]`` (1: keep the warp). Generation applies
-        ``grid`` and ``paint`` to the photo at its own resolution (:mod:`experiments.generation.compositing`)."""
+        ``warped`` (the spline warp alone), ``mask`` ``[B, 1, S, S]`` (1: keep the warp) and, with the drawn
+        interior, ``drawn`` ``[B, 4, S, S]`` (its colour and its cover: where the frame is that colour whatever the
+        reference held there). Generation applies ``grid``, ``paint`` and ``drawn`` to the photo at its own
+        resolution (:mod:`experiments.generation.compositing`)."""
         grid = self.spline_grid(reference_landmarks, target_landmarks)
         warped = warp(reference, grid)
         refine = self.runtime if self.runtime is not None and not torch.is_grad_enabled() else self.refinement
         correction, mask, paint = refine(warped, reference, self.sketch(target_landmarks))
         grid = grid + correction.permute(0, 2, 3, 1)
+        parts = {"grid": grid, "warped": warped, "mask": mask}
         if self.draw_interior:
             rows, columns = interior_box(target_landmarks, self.size)
             cover, colour = mouth_interior(reference, reference_landmarks, target_landmarks, (rows, columns))
@@ -147,7 +150,10 @@ class WarpRefineRenderer(nn.Module):
             paint = paint.clone()
             box = paint[..., rows, columns]
             paint[..., rows, columns] = box + cover * (colour - read - box)
-        return {"grid": grid, "paint": paint, "warped": warped, "mask": mask}
+            drawn = paint.new_zeros(len(paint), 4, *paint.shape[2:])
+            drawn[..., rows, columns] = torch.cat([colour.expand(-1, 3, -1, -1), cover], 1)
+            parts["drawn"] = drawn
+        return {**parts, "paint": paint}
 
     def forward(
         self,
