@@ -151,7 +151,7 @@ class WarpRefineRenderer(nn.Module):
             box = paint[..., rows, columns]
             paint[..., rows, columns] = box + cover * (colour - read - box)
             drawn = paint.new_zeros(len(paint), 4, *paint.shape[2:])
-            drawn[..., rows, columns] = torch.cat([colour.expand(-1, 3, -1, -1), cover], 1)
+            drawn[..., rows, columns] = torch.cat([colour, cover], 1)
             parts["drawn"] = drawn
         return {**parts, "paint": paint}
 
