@@ -169,11 +169,7 @@ def render_frames(
         rendered = renderer.render(*inputs)  # [n, 3, 256, 256] in [0, 1]
         faces = (rendered.clamp(0, 1) * 255.0 + 0.5).byte().permute(0, 2, 3, 1).cpu().numpy()
         return [paste_region(reference, rendered_face, feather) for rendered_face in faces]
-    motion = renderer.motion(*inputs)
-    displacements = compositor.displacement(motion["grid"].cpu())  # [n, 256, 256, 2]
-    paints = motion["paint"].permute(0, 2, 3, 1).float().cpu().numpy()  # [n, 256, 256, 3]
-    drawns = motion["drawn"].permute(0, 2, 3, 1).float().cpu().numpy() if "drawn" in motion else [None] * count
-    return [compositor.frame(*layers) for layers in zip(displacements, paints, drawns, strict=True)]
+    return [compositor.frame(*layers) for layers in compositor.frame_layers(renderer.motion(*inputs))]
 
 
 def write_video(

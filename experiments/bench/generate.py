@@ -154,17 +154,14 @@ def _stage_seconds(models: Models, reference, speech, out: Path, resolution: str
                     rendered = models.renderer.render(*inputs)
                     faces = (rendered.clamp(0, 1) * 255.0 + 0.5).byte().permute(0, 2, 3, 1).numpy()
                 else:
-                    motion = models.renderer.motion(*inputs)
-                    displacements = compositor.displacement(motion["grid"])
-                    paints = motion["paint"].permute(0, 2, 3, 1).numpy()
-                    drawns = motion["drawn"].permute(0, 2, 3, 1).numpy() if "drawn" in motion else [None] * len(batch)
+                    layers = compositor.frame_layers(models.renderer.motion(*inputs))
                 spent["renderer at 256"] += time.perf_counter() - began
                 for index in range(len(batch)):
                     began = time.perf_counter()
                     if compositor is None:
                         frame = paste_region(reference, faces[index], 0.1)
                     else:
-                        frame = compositor.frame(displacements[index], paints[index], drawns[index])
+                        frame = compositor.frame(*layers[index])
                     spent["paste-back / photo warp"] += time.perf_counter() - began
                     began = time.perf_counter()
                     writer.write(frame)

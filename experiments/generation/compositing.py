@@ -76,6 +76,18 @@ class PhotoCompositor:
         """``[B, S, S, 2]`` grids -> ``[B, S, S, 2]`` float32 displacements in crop pixels (read minus own)."""
         return ((grid.float() - self.identity) * (self.size / 2)).numpy()
 
+    def frame_layers(self, motion: dict[str, torch.Tensor]) -> list[tuple]:
+        """Per frame of :meth:`FaceRenderer.motion`'s batch, :meth:`frame`'s arguments after the first: its
+        displacement, paint and drawn interior (``None`` without one), as numpy."""
+
+        def channels_last(layer: torch.Tensor) -> np.ndarray:
+            return layer.permute(0, 2, 3, 1).float().cpu().numpy()
+
+        displacements = self.displacement(motion["grid"].cpu())  # [n, S, S, 2]
+        paints = channels_last(motion["paint"])  # [n, S, S, 3]
+        drawns = channels_last(motion["drawn"]) if "drawn" in motion else [None] * len(paints)  # [n, S, S, 4]
+        return list(zip(displacements, paints, drawns, strict=True))
+
     def frame(self, displacement: np.ndarray, paint: np.ndarray | None = None, drawn: np.ndarray | None = None):
         """The photo ``[H, W, 3]`` uint8 with its face moved by ``displacement`` ``[S, S, 2]`` (crop pixels,
         :meth:`displacement`), ``paint`` ``[S, S, 3]`` (``[0, 1]`` colour units) added, and the drawn interior

@@ -105,7 +105,8 @@ def mouth_interior(
     tongue = TONGUE_WEIGHT * torch.nan_to_num((1 - above_lower / (TONGUE_SHARE * gap).clamp_min(1e-3)).clamp(0, 1))
     tongue = (tongue * across)[:, None]
     skin = skin_colour(reference, reference_landmarks)
-    colour = part_colour(skin, CAVITY) + tongue * (part_colour(skin, TONGUE) - part_colour(skin, CAVITY))
+    cavity = part_colour(skin, CAVITY)
+    colour = cavity + tongue * (part_colour(skin, TONGUE) - cavity)
     colour = colour + teeth * (part_colour(skin, TEETH) - colour)
     corners = reference_landmarks[:, list(INNER_CORNERS), :2].float()
     reference_width = (corners[:, 1] - corners[:, 0]).norm(dim=-1).clamp_min(1.0)
