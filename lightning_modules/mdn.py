@@ -16,7 +16,7 @@ from lightning.pytorch import LightningModule
 from torchmetrics import MetricCollection
 
 from lightning_modules.checkpoints import read_stage_checkpoint, stamp_stage
-from lightning_modules.mdn_decoding import clip_logits, close_lips, crossfaded, decode, gaussian_smooth
+from lightning_modules.mdn_decoding import clip_logits, close_lips, crossfaded, decode, deepen_dips, gaussian_smooth
 from lightning_modules.mdn_inputs import POSE_DIM, build_sfe, statistics_tensors
 from lightning_modules.mdn_loss import MixtureNLL, landmark_weights
 from lightning_modules.metrics import (
@@ -84,8 +84,9 @@ class LandmarkMDN(LightningModule):
     drawn at ``sample_temperature`` (``mdn_decoding.decode``).
     ``closure_weight`` > 0 (not in the published model, where it is 0) adds a head that predicts whether each
     frame's lips are together (the batch's ``lips_closed``), trained by binary cross-entropy at this weight;
-    decoding then closes the lips where it is sure (``mdn_decoding.close_lips``), so that a p, b or m of one or
-    two frames is not averaged away by the mixture and the smoothing. ``viseme_weight`` > 0 (not published) adds
+    decoding then closes the lips where it is sure (``mdn_decoding.close_lips``) and where the decoded mouth dips
+    between two openings (``mdn_decoding.deepen_dips``), so that a p, b or m of one or two frames is not averaged
+    away by the mixture and the smoothing. ``viseme_weight`` > 0 (not published) adds
     an auxiliary head over ``viseme_classes`` visemes, trained by cross-entropy at this weight against the batch's
     ``visemes`` where the corpus knows them, so the hidden layer must tell a p from a t whatever the voice.
     """
@@ -206,7 +207,7 @@ class LandmarkMDN(LightningModule):
         vectors = gaussian_smooth(vectors, self.hparams.smoothing if smoothing is None else smoothing)
         registered, pose = self.denormalise(vectors, reference[None])
         if "closure_logits" in mixture:
-            registered = close_lips(registered, mixture["closure_logits"].sigmoid())
+            registered = deepen_dips(close_lips(registered, mixture["closure_logits"].sigmoid()))
         return registered, pose
 
     @torch.no_grad()

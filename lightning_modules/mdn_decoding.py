@@ -97,18 +97,27 @@ def decode(
 UPPER_OUTER_LIP, LOWER_OUTER_LIP = [49, 50, 51, 52, 53], [55, 56, 57, 58, 59]
 INNER_PAIRS = ([61, 62, 63], [67, 66, 65])  # upper and lower inner-lip points facing each other
 CLOSURE_RAMP = (0.2, 0.45)  # closure probability from which the lips start to close, and are fully closed (dev set)
+DIP_WINDOW = 5  # frames on either side of a frame against whose widest gaps its dip is measured (dev set)
+DIP_RAMP = (0.05, 0.3)  # relative depth of a dip from which the lips start to close, and are fully closed (dev set)
 
 
-def close_lips(registered: torch.Tensor, closure_probability: torch.Tensor) -> torch.Tensor:
-    """Landmarks ``[..., T, 68, >=2]`` (y down) whose lips close where the closure head says so: each frame's
-    inner-lip gap shrinks by a factor ramping from 0 at ``CLOSURE_RAMP[0]`` to 1 (lips touching) at
-    ``CLOSURE_RAMP[1]`` of ``closure_probability [..., T]``; both lips move half the way, outer points with them,
-    so the lips keep their thickness. A short p, b or m is thus closed, not averaged half open by the mixture."""
-    low, high = CLOSURE_RAMP
-    closing = ((closure_probability - low) / (high - low)).clamp(0, 1)  # [..., T]
+def ramp(value: torch.Tensor, bounds: tuple[float, float]) -> torch.Tensor:
+    """0 up to ``bounds[0]``, 1 from ``bounds[1]``, linear between: the share of the gap that closing takes."""
+    low, high = bounds
+    return ((value - low) / (high - low)).clamp(0, 1)
+
+
+def inner_gap(registered: torch.Tensor) -> torch.Tensor:
+    """The gap between facing inner-lip points ``[..., T, 3]`` of landmarks ``[..., T, 68, >=2]`` (y down), >= 0."""
     upper, lower = INNER_PAIRS
-    gap = (registered[..., lower, 1] - registered[..., upper, 1]).clamp_min(0)  # [..., T, 3]
-    shift = 0.5 * closing[..., None] * gap  # [..., T, 3], per facing pair
+    return (registered[..., lower, 1] - registered[..., upper, 1]).clamp_min(0)
+
+
+def shrink_gap(registered: torch.Tensor, closing: torch.Tensor) -> torch.Tensor:
+    """Landmarks ``[..., T, 68, >=2]`` whose inner-lip gap shrinks by ``closing [..., T]`` (0: as it is; 1: the lips
+    touch); both lips move half the way, outer points with them, so the lips keep their thickness."""
+    upper, lower = INNER_PAIRS
+    shift = 0.5 * closing[..., None] * inner_gap(registered)  # [..., T, 3], per facing pair
     closed = registered.clone()
     closed[..., upper, 1] += shift
     closed[..., lower, 1] -= shift
@@ -116,6 +125,37 @@ def close_lips(registered: torch.Tensor, closure_probability: torch.Tensor) -> t
     closed[..., UPPER_OUTER_LIP, 1] += outer_shift
     closed[..., LOWER_OUTER_LIP, 1] -= outer_shift
     return closed
+
+
+def close_lips(registered: torch.Tensor, closure_probability: torch.Tensor) -> torch.Tensor:
+    """Landmarks ``[..., T, 68, >=2]`` whose lips close where the closure head says so: the gap shrinks by a share
+    ramping from 0 at ``CLOSURE_RAMP[0]`` to 1 at ``CLOSURE_RAMP[1]`` of ``closure_probability [..., T]``. A short
+    p, b or m is thus closed, not averaged half open by the mixture."""
+    return shrink_gap(registered, ramp(closure_probability, CLOSURE_RAMP))
+
+
+def dip_depth(gap: torch.Tensor, window: int = DIP_WINDOW) -> torch.Tensor:
+    """How deep each frame of ``gap [..., T]`` lies below the lower of the widest gaps within ``window`` frames
+    before it and after it, as a share of that gap (0 where it is no lower, as on a slope or at the edges)."""
+    frames = gap.shape[-1]
+    padded = F.pad(gap.reshape(-1, 1, frames), (window, window), mode="replicate").reshape(*gap.shape[:-1], -1)
+    before = torch.stack([padded[..., window - k : window - k + frames] for k in range(1, window + 1)]).amax(0)
+    after = torch.stack([padded[..., window + k : window + k + frames] for k in range(1, window + 1)]).amax(0)
+    rim = torch.minimum(before, after)
+    return (1 - gap / rim.clamp_min(1e-6)).clamp_min(0)
+
+
+def deepen_dips(registered: torch.Tensor) -> torch.Tensor:
+    """Landmarks ``[..., T, 68, >=2]`` whose mouth closes where its opening dips: the gap shrinks by a share ramping
+    from 0 at ``DIP_RAMP[0]`` to 1 at ``DIP_RAMP[1]`` of the dip's depth (``dip_depth``). A closure that the mixture's
+    component and the smoothing leave a third open between two vowels is closed; a mouth that stays open or opens
+    and closes slowly is not moved."""
+    return shrink_gap(registered, ramp(dip_depth(inner_gap(registered).mean(-1)), DIP_RAMP))
+
+
+def decoding_radius(sigma: float) -> int:
+    """Frames on each side of a frame that closure-aware decoding reads: the smoothing's, then the dip's window."""
+    return smoothing_radius(sigma) + DIP_WINDOW
 
 
 def crossfaded(mixture_of, audio: torch.Tensor, chunk: int) -> dict[str, torch.Tensor]:

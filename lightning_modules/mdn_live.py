@@ -5,17 +5,17 @@ The SFE's audio encoder is per frame, so a frame is encoded when it is heard and
 forward direction of the BiGRU carries its state (one per stride phase) across calls, so the whole past counts at
 no cost; the backward direction runs over the frames to emit and the look-ahead heard after them, from zeros at the
 look-ahead's end, as a bounded look-ahead implies. Decoding is ``LandmarkMDN.tracks`` (mixture mode, smoothing,
-closure head) on the new frames after the mixtures of the last smoothing radius of emitted frames, so that with all
-of a recording heard the landmarks equal ``generate``'s for it. Differences from ``generate``: ``sample`` is refused
-(its noise is drawn per call, so a track would jump at every chunk); the ``clip`` scope pools the logits of the
-frames heard so far; a recording longer than the model's ``chunk_frames`` is one carried sequence, not cross-faded
-windows whose BiGRU restarts.
+closure head, dips) on the new frames after the mixtures of the emitted frames it reads (``decoding_radius``), so
+that with all of a recording heard the landmarks equal ``generate``'s for it. Differences from ``generate``:
+``sample`` is refused (its noise is drawn per call, so a track would jump at every chunk); the ``clip`` scope pools
+the logits of the frames heard so far; a recording longer than the model's ``chunk_frames`` is one carried sequence,
+not cross-faded windows whose BiGRU restarts.
 """
 
 import torch
 
 from lightning_modules.mdn import LandmarkMDN
-from lightning_modules.mdn_decoding import smoothing_radius
+from lightning_modules.mdn_decoding import decoding_radius
 from lightning_modules.nets.mdn import phase_states
 
 
@@ -35,7 +35,7 @@ class LiveLandmarks:
         self.forward_state = torch.zeros(self.stride, 1, gru.hidden_size, device=mdn.device)  # by frame % stride
         self.heard = torch.zeros(1, 0, gru.input_size, device=mdn.device)  # encoded frames not yet emitted
         self.emitted = 0
-        self.past: dict[str, torch.Tensor] = {}  # mixtures of the last emitted frames, for the smoothing
+        self.past: dict[str, torch.Tensor] = {}  # mixtures of the last emitted frames, for smoothing and dips
         self.emitted_logits = torch.zeros(mdn.hparams.components, device=mdn.device)  # clip scope: their sum
 
     @torch.no_grad()
@@ -62,7 +62,7 @@ class LiveLandmarks:
         registered, pose = mdn.tracks(window, self.reference[None], self.mode, smoothing=self.smoothing)
         past = window["logits"].shape[1] - encoded.shape[1]  # emitted frames before the heard ones
         now = slice(past, past + frames)
-        next_past = slice(max(0, past + frames - smoothing_radius(self.smoothing)), past + frames)
+        next_past = slice(max(0, past + frames - decoding_radius(self.smoothing)), past + frames)
         self.past = {name: value[:, next_past] for name, value in window.items()}
         self.heard, self.emitted = encoded[:, frames:], first + frames
         return registered[0, 0, now], pose[0, 0, now]

@@ -1,11 +1,11 @@
-"""The MDN's closure head and closure-aware decoding (lightning_modules/mdn.py, mdn_decoding.close_lips)."""
+"""The MDN's closure head and closure-aware decoding (lightning_modules/mdn.py; close_lips, deepen_dips)."""
 
 import torch
 from lightning.pytorch import seed_everything
 
 from datamodules.face import CANONICAL_FACE
 from lightning_modules.mdn import LandmarkMDN, closure_loss, viseme_loss
-from lightning_modules.mdn_decoding import CLOSURE_RAMP, close_lips
+from lightning_modules.mdn_decoding import CLOSURE_RAMP, close_lips, deepen_dips
 from lightning_modules.metrics import mouth_opening
 from tests.mdn_data import TINY_SFE, SyntheticLandmarkData, clip_statistics
 from tests.trainer import quiet_trainer
@@ -31,6 +31,16 @@ def test_closing_the_lips_follows_the_probability_ramp_and_keeps_their_thickness
     untouched = [point for point in range(68) if point not in (49, 50, 51, 52, 53, 55, 56, 57, 58, 59, 61, 62, 63,
                                                                 65, 66, 67)]  # fmt: skip
     torch.testing.assert_close(closed[:, untouched], faces[:, untouched])
+
+
+def test_deepening_dips_closes_a_mouth_that_half_closes_between_openings_and_leaves_slopes_alone():
+    """A frame half as open as the openings on both sides closes; a rise, a plateau, the edges and a dip of 2% stay."""
+    openings = torch.tensor([0.3, 0.3, 0.3, 0.15, 0.3, 0.3, 0.3, 0.35, 0.4, 0.45, 0.45, 0.45, 0.44, 0.45, 0.45])
+    faces = open_faces((openings - mouth_opening(open_faces([0.0]))).tolist())
+    deepened = deepen_dips(faces)
+    assert mouth_opening(deepened[3]) < 1e-5, "the dip closes"
+    kept = [frame for frame in range(len(openings)) if frame != 3]
+    torch.testing.assert_close(deepened[kept], faces[kept])
 
 
 def test_the_closure_loss_weighs_both_classes_alike():
