@@ -164,8 +164,8 @@ class FaceRenderer(LightningModule):
         self, reference: torch.Tensor, reference_landmarks: torch.Tensor, target_landmarks: torch.Tensor
     ) -> dict[str, torch.Tensor]:
         """What :meth:`render` would make of the same inputs, before it is applied to the crop: ``grid`` ``[B, S, S,
-        2]`` (where each pixel reads the reference), ``paint`` ``[B, 3, S, S]`` (the learned colour added in the
-        mouth) and, with the drawn interior, ``drawn`` ``[B, 4, S, S]`` (its colour and cover, laid over). Generation
+        2]`` (where each pixel reads the reference), ``paint`` ``[B, 3, S, S]`` (the colour added: the mouth
+        interior) and, with the drawn interior, ``drawn`` ``[B, 4, S, S]`` (its colour and cover). Generation
         applies them to the photo at the photo's own resolution."""
         parts = self.net.motion(reference, reference_landmarks, target_landmarks)
         return {key: parts[key] for key in ("grid", "paint", "drawn") if key in parts}

@@ -112,9 +112,3 @@ def mouth_interior(
     reference_width = (corners[:, 1] - corners[:, 0]).norm(dim=-1).clamp_min(1.0)
     fade = 1 - (inner_gap(reference_landmarks) / (OPEN_REFERENCE * reference_width)).clamp(0, 1)
     return inside[:, None] * fade[:, None, None, None], colour
-
-
-def lay_over(frame: torch.Tensor, drawn: torch.Tensor) -> torch.Tensor:
-    """``frame`` ``[B, 3, S, S]`` with the drawn interior ``drawn`` ``[B, 4, S, S]`` (colour, cover) laid over it."""
-    colour, cover = drawn[:, :3], drawn[:, 3:]
-    return frame + cover * (colour - frame)

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from lightning_modules.nets.lip_warp import lip_column_grid
-from lightning_modules.nets.mouth_interior import interior_box, lay_over, mouth_interior
+from lightning_modules.nets.mouth_interior import interior_box, mouth_interior
 from lightning_modules.nets.onnx_runtime import OnnxFunction
 from lightning_modules.nets.refiner import RefinementUNet
 from lightning_modules.nets.sketch import LandmarkSketch
@@ -132,24 +132,28 @@ class WarpRefineRenderer(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """What the frame is made of, at the working size: ``grid`` ``[B, S, S, 2]`` (where each output pixel reads
         the reference: the spline plus the learned correction), ``paint`` ``[B, 3, S, S]`` (the colour added to the
-        reference read there, the learned ``(1 - mask) * residual``; 0 outside the mouth), ``warped`` (the spline
-        warp alone), ``mask`` ``[B, 1, S, S]`` (1: keep the warp) and, with the drawn interior, ``drawn``
-        ``[B, 4, S, S]`` (its colour and its cover, laid over the painted frame: ``mouth_interior.lay_over``).
-        Generation applies ``grid``, ``paint`` and ``drawn`` to the photo at its own resolution
-        (:mod:`experiments.generation.compositing`)."""
+        reference read there: the learned ``(1 - mask) * residual`` and the drawn interior; 0 outside the mouth),
+        ``warped`` (the spline warp alone), ``mask`` ``[B, 1, S, S]`` (1: keep the warp) and, with the drawn
+        interior, ``drawn`` ``[B, 4, S, S]`` (its colour and its cover: where the frame is that colour whatever the
+        reference held there). Generation applies ``grid``, ``paint`` and ``drawn`` to the photo at its own
+        resolution (:mod:`experiments.generation.compositing`)."""
         grid = self.spline_grid(reference_landmarks, target_landmarks)
         warped = warp(reference, grid)
         refine = self.runtime if self.runtime is not None and not torch.is_grad_enabled() else self.refinement
         correction, mask, paint = refine(warped, reference, self.sketch(target_landmarks))
         grid = grid + correction.permute(0, 2, 3, 1)
-        parts = {"grid": grid, "warped": warped, "mask": mask, "paint": paint}
+        parts = {"grid": grid, "warped": warped, "mask": mask}
         if self.draw_interior:
             rows, columns = interior_box(target_landmarks, self.size)
             cover, colour = mouth_interior(reference, reference_landmarks, target_landmarks, (rows, columns))
+            read = warp(reference, grid[:, rows, columns])  # what the frame has there before the paint
+            paint = paint.clone()
+            box = paint[..., rows, columns]
+            paint[..., rows, columns] = box + cover * (colour - read - box)
             drawn = paint.new_zeros(len(paint), 4, *paint.shape[2:])
             drawn[..., rows, columns] = torch.cat([colour, cover], 1)
             parts["drawn"] = drawn
-        return parts
+        return {**parts, "paint": paint}
 
     def forward(
         self,
@@ -160,16 +164,13 @@ class WarpRefineRenderer(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """``output`` (the frame) and ``warped`` (the spline warp alone) ``[B, 3, S, S]``; with ``refine``
         also ``mask`` ``[B, 1, S, S]`` (1: keep the warp) and ``paint`` ``[B, 3, S, S]`` (:meth:`motion`). The output
-        is the reference read at the corrected grid plus the paint, clamped to [0, 1], with the drawn interior laid
-        over it."""
+        is the reference read at the corrected grid plus the paint, clamped to [0, 1]."""
         if not refine:
             warped = warp(reference, self.spline_grid(reference_landmarks, target_landmarks))
             return {"output": warped, "warped": warped}
         parts = self.motion(reference, reference_landmarks, target_landmarks)
         corrected = warp(reference, parts["grid"]) if self.flow else parts["warped"]
         output = (corrected + parts["paint"]).clamp(0, 1)
-        if "drawn" in parts:
-            output = lay_over(output, parts["drawn"])
         return {"output": output, "warped": parts["warped"], "mask": parts["mask"], "paint": parts["paint"]}
 
 
