@@ -204,10 +204,12 @@ class LandmarkMDN(LightningModule):
         vectors = decode(**components, mode=mode, samples=samples, generator=generator,
                          correlation_frames=self.hparams.sample_correlation_frames,
                          temperature=temperature)  # fmt: skip
-        vectors = gaussian_smooth(vectors, self.hparams.smoothing if smoothing is None else smoothing)
-        registered, pose = self.denormalise(vectors, reference[None])
-        if "closure_logits" in mixture:
-            registered = deepen_dips(close_lips(registered, mixture["closure_logits"].sigmoid()))
+        smoothed = gaussian_smooth(vectors, self.hparams.smoothing if smoothing is None else smoothing)
+        registered, pose = self.denormalise(smoothed, reference[None])
+        if "closure_logits" in mixture:  # dips measured before the smoothing, which fills a short closure in
+            probability = mixture["closure_logits"].sigmoid()
+            unsmoothed = self.denormalise(vectors, reference[None])[0]
+            registered = deepen_dips(close_lips(registered, probability), close_lips(unsmoothed, probability))
         return registered, pose
 
     @torch.no_grad()

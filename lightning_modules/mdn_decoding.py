@@ -145,12 +145,14 @@ def dip_depth(gap: torch.Tensor, window: int = DIP_WINDOW) -> torch.Tensor:
     return (1 - gap / rim.clamp_min(1e-6)).clamp_min(0)
 
 
-def deepen_dips(registered: torch.Tensor) -> torch.Tensor:
-    """Landmarks ``[..., T, 68, >=2]`` whose mouth closes where its opening dips: the gap shrinks by a share ramping
-    from 0 at ``DIP_RAMP[0]`` to 1 at ``DIP_RAMP[1]`` of the dip's depth (``dip_depth``). A closure that the mixture's
-    component and the smoothing leave a third open between two vowels is closed; a mouth that stays open or opens
-    and closes slowly is not moved."""
-    return shrink_gap(registered, ramp(dip_depth(inner_gap(registered).mean(-1)), DIP_RAMP))
+def deepen_dips(registered: torch.Tensor, measured: torch.Tensor | None = None) -> torch.Tensor:
+    """Landmarks ``[..., T, 68, >=2]`` whose mouth closes where the opening of ``measured`` (the same track before
+    smoothing, say; default ``registered``) dips: the gap shrinks by a share ramping from 0 at ``DIP_RAMP[0]`` to 1 at
+    ``DIP_RAMP[1]`` of the dip's depth (``dip_depth``). A closure that the mixture's component and the smoothing
+    leave a third open between two vowels is closed; a mouth that stays open or opens and closes slowly is not
+    moved."""
+    measured = registered if measured is None else measured
+    return shrink_gap(registered, ramp(dip_depth(inner_gap(measured).mean(-1)), DIP_RAMP))
 
 
 def decoding_radius(sigma: float) -> int:

@@ -34,13 +34,35 @@ def test_closing_the_lips_follows_the_probability_ramp_and_keeps_their_thickness
 
 
 def test_deepening_dips_closes_a_mouth_that_half_closes_between_openings_and_leaves_slopes_alone():
-    """A frame half as open as the openings on both sides closes; a rise, a plateau, the edges and a dip of 2% stay."""
+    """A frame half as open as the openings on both sides closes; a rise, a plateau, the edges and a dip of 2% stay;
+    a dip that the smoothing made shallow closes when measured on the track before it."""
     openings = torch.tensor([0.3, 0.3, 0.3, 0.15, 0.3, 0.3, 0.3, 0.35, 0.4, 0.45, 0.45, 0.45, 0.44, 0.45, 0.45])
-    faces = open_faces((openings - mouth_opening(open_faces([0.0]))).tolist())
+    canonical = mouth_opening(open_faces([0.0]))  # the canonical face's own gap
+    faces = open_faces((openings - canonical).tolist())
     deepened = deepen_dips(faces)
     assert mouth_opening(deepened[3]) < 1e-5, "the dip closes"
     kept = [frame for frame in range(len(openings)) if frame != 3]
     torch.testing.assert_close(deepened[kept], faces[kept])
+    smoothed = open_faces((openings.index_fill(0, torch.tensor([3]), 0.29) - canonical).tolist())
+    torch.testing.assert_close(deepen_dips(smoothed), smoothed)
+    assert mouth_opening(deepen_dips(smoothed, measured=faces)[3]) < 1e-5, "the dip measured before the smoothing"
+
+
+def test_decoding_measures_the_dips_before_the_smoothing_fills_them_in():
+    """A mixture whose mouth half closes for one frame between openings decodes to closed lips there, though the
+    smoothing (1 frame) leaves that frame's dip too shallow to close when measured after it."""
+    model = LandmarkMDN(sfe_hparams=TINY_SFE, hidden_dim=32, reference_dim=8, closure_weight=1.0, smoothing=1.0)
+    openings = torch.full((15,), 0.3).index_fill(0, torch.tensor([7]), 0.15)
+    faces = open_faces((openings - mouth_opening(open_faces([0.0]))).tolist())  # [T, 68, 3]
+    mixture = {
+        "means": torch.cat([model.normalise(faces), torch.zeros(15, 6)], -1)[None, :, None],  # [1, T, 1, 142]
+        "sigmas": torch.ones(1, 15, 1),
+        "logits": torch.zeros(1, 15, 1),
+        "closure_logits": torch.full((1, 15), -10.0),  # the closure head sure of nothing
+    }
+    decoded = model.tracks(mixture, faces[None, 0], "max")[0][0, 0]  # [T, 68, 3]
+    assert mouth_opening(decoded[7]) < 1e-4, mouth_opening(decoded[7])
+    assert mouth_opening(decoded[0]) > 0.29
 
 
 def test_the_closure_loss_weighs_both_classes_alike():
