@@ -86,9 +86,9 @@ class LandmarkMDN(LightningModule):
     frame's lips are together (the batch's ``lips_closed``), trained by binary cross-entropy at this weight;
     decoding then closes the lips where it is sure (``mdn_decoding.close_lips``) and where the decoded mouth dips
     between two openings (``mdn_decoding.deepen_dips``), so that a p, b or m of one or two frames is not averaged
-    away by the mixture and the smoothing. ``viseme_weight`` > 0 (not published) adds
-    an auxiliary head over ``viseme_classes`` visemes, trained by cross-entropy at this weight against the batch's
-    ``visemes`` where the corpus knows them, so the hidden layer must tell a p from a t whatever the voice.
+    away by the mixture and the smoothing. ``viseme_weight`` > 0 (not published) adds an auxiliary head over
+    ``viseme_classes`` visemes, trained by cross-entropy at this weight against the batch's ``visemes`` where the
+    corpus knows them, so the hidden layer must tell a p from a t whatever the voice.
     """
 
     def __init__(

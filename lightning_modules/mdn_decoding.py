@@ -107,7 +107,7 @@ def ramp(value: torch.Tensor, bounds: tuple[float, float]) -> torch.Tensor:
     return ((value - low) / (high - low)).clamp(0, 1)
 
 
-def inner_gap(registered: torch.Tensor) -> torch.Tensor:
+def facing_gaps(registered: torch.Tensor) -> torch.Tensor:
     """The gap between facing inner-lip points ``[..., T, 3]`` of landmarks ``[..., T, 68, >=2]`` (y down), >= 0."""
     upper, lower = INNER_PAIRS
     return (registered[..., lower, 1] - registered[..., upper, 1]).clamp_min(0)
@@ -117,7 +117,7 @@ def shrink_gap(registered: torch.Tensor, closing: torch.Tensor) -> torch.Tensor:
     """Landmarks ``[..., T, 68, >=2]`` whose inner-lip gap shrinks by ``closing [..., T]`` (0: as it is; 1: the lips
     touch); both lips move half the way, outer points with them, so the lips keep their thickness."""
     upper, lower = INNER_PAIRS
-    shift = 0.5 * closing[..., None] * inner_gap(registered)  # [..., T, 3], per facing pair
+    shift = 0.5 * closing[..., None] * facing_gaps(registered)  # [..., T, 3], per facing pair
     closed = registered.clone()
     closed[..., upper, 1] += shift
     closed[..., lower, 1] -= shift
@@ -152,7 +152,7 @@ def deepen_dips(registered: torch.Tensor, measured: torch.Tensor | None = None) 
     leave a third open between two vowels is closed; a mouth that stays open or opens and closes slowly is not
     moved."""
     measured = registered if measured is None else measured
-    return shrink_gap(registered, ramp(dip_depth(inner_gap(measured).mean(-1)), DIP_RAMP))
+    return shrink_gap(registered, ramp(dip_depth(facing_gaps(measured).mean(-1)), DIP_RAMP))
 
 
 def decoding_radius(sigma: float) -> int:
