@@ -138,10 +138,9 @@ def dip_depth(gap: torch.Tensor, window: int = DIP_WINDOW) -> torch.Tensor:
     """How deep each frame of ``gap [..., T]`` lies below the lower of the widest gaps within ``window`` frames
     before it and after it, as a share of that gap (0 where it is no lower, as on a slope or at the edges)."""
     frames = gap.shape[-1]
-    padded = F.pad(gap.reshape(-1, 1, frames), (window, window), mode="replicate").reshape(*gap.shape[:-1], -1)
-    before = torch.stack([padded[..., window - k : window - k + frames] for k in range(1, window + 1)]).amax(0)
-    after = torch.stack([padded[..., window + k : window + k + frames] for k in range(1, window + 1)]).amax(0)
-    rim = torch.minimum(before, after)
+    padded = F.pad(gap.reshape(-1, 1, frames), (window, window), mode="replicate")  # [N, 1, T + 2 * window]
+    widest = F.max_pool1d(padded, window, stride=1)  # [N, 1, T + window + 1]: the widest of each run of window
+    rim = torch.minimum(widest[..., :frames], widest[..., window + 1 :]).reshape(gap.shape)  # before, after
     return (1 - gap / rim.clamp_min(1e-6)).clamp_min(0)
 
 

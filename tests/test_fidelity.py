@@ -129,14 +129,13 @@ def test_the_drawn_mouth_interior_hides_the_photos_texture_at_the_photos_resolut
     model = FaceRenderer().eval()
     motion = model.motion(crop, closed, target)
     compositor = PhotoCompositor(photo, box, 256, FEATHER)
-    layers = [motion[key][0].permute(1, 2, 0).numpy() for key in ("paint", "drawn")]
+    displacement, paint, drawn_layer = compositor.frame_layers(motion)[0]
     region = compositor.region
-    drawn = cv2.remap(layers[1], compositor.crop_x, compositor.crop_y, cv2.INTER_LINEAR)  # at the photo's pixels
+    drawn = cv2.remap(drawn_layer, compositor.crop_x, compositor.crop_y, cv2.INTER_LINEAR)  # at the photo's pixels
     drawn_colour, inside = drawn[..., :3] * 255, drawn[..., 3] > 0.999
     assert inside.sum() > 500
-    displacement = compositor.displacement(motion["grid"])[0]
-    laid = compositor.frame(displacement, *layers)[region][inside].astype(float)
-    added = compositor.frame(displacement, layers[0])[region][inside].astype(float)
+    laid = compositor.frame(displacement, paint, drawn_layer)[region][inside].astype(float)
+    added = compositor.frame(displacement, paint)[region][inside].astype(float)
     assert np.abs(laid - drawn_colour[inside]).max() < 1
     assert np.abs(added - drawn_colour[inside]).mean() > 5
 
